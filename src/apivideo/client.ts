@@ -1,0 +1,130 @@
+import { Agent, type Dispatcher } from 'undici';
+import { BasicCredentials, BearerCredentials, type TokenAnswer } from './credentials';
+import { ApiVideoHttpError, ApiVideoKeyRejectedError } from './errors';
+import { multipartFileBody } from './part-body';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry';
+import { Transport, type Credentials, type RetryEvent } from './transport';
+import type { Video, VideoCreationPayload, VideoStatus } from './types';
+
+export interface ApiVideoClientOptions {
+  apiKey: string;
+  baseUrl: string;
+  authScheme?: 'basic' | 'bearer';
+  maxAttempts: number;
+  /** Tests shorten the backoff; production keeps the defaults. */
+  retry?: Partial<Omit<RetryPolicy, 'maxAttempts'>>;
+  dispatcher?: Dispatcher;
+  timeouts?: { connectMs?: number; headersMs?: number; bodyMs?: number };
+  userAgent?: string;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  onRetry?: (event: RetryEvent) => void;
+}
+
+/** One keep-alive pool per origin, with timeouts so a silent upstream cannot hold an upload forever. */
+export function createUpstreamDispatcher(timeouts: ApiVideoClientOptions['timeouts'] = {}): Dispatcher {
+  return new Agent({
+    connect: { timeout: timeouts.connectMs ?? 10_000 },
+    headersTimeout: timeouts.headersMs ?? 120_000,
+    bodyTimeout: timeouts.bodyMs ?? 120_000,
+    keepAliveTimeout: 30_000,
+    connections: 64,
+  });
+}
+
+/** The typed api.video client the relay uses: containers, status, and part uploads. */
+export class ApiVideoClient {
+  private readonly transport: Transport;
+  private readonly credentials: Credentials;
+  readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+
+  constructor(options: ApiVideoClientOptions) {
+    this.ownsDispatcher = !options.dispatcher;
+    this.dispatcher = options.dispatcher ?? createUpstreamDispatcher(options.timeouts);
+    this.transport = new Transport({
+      baseUrl: options.baseUrl.replace(/\/+$/, ''),
+      dispatcher: this.dispatcher,
+      retry: { ...DEFAULT_RETRY, ...options.retry, maxAttempts: options.maxAttempts },
+      userAgent: options.userAgent ?? 'apivideo-upload-relay',
+    });
+    this.credentials =
+      options.authScheme === 'bearer'
+        ? new BearerCredentials({
+            login: (signal) => this.token('/auth/api-key', { apiKey: options.apiKey }, signal),
+            refresh: (refreshToken, signal) => this.token('/auth/refresh', { refreshToken }, signal),
+          })
+        : new BasicCredentials(options.apiKey);
+  }
+
+  createVideo(payload: VideoCreationPayload, options: CallOptions = {}): Promise<Video> {
+    return this.call('createVideo', { method: 'POST', path: '/videos', json: payload }, options);
+  }
+
+  getVideo(videoId: string, options: CallOptions = {}): Promise<Video> {
+    return this.call('getVideo', { method: 'GET', path: `/videos/${enc(videoId)}` }, options);
+  }
+
+  async deleteVideo(videoId: string, options: CallOptions = {}): Promise<void> {
+    await this.call('deleteVideo', { method: 'DELETE', path: `/videos/${enc(videoId)}` }, options);
+  }
+
+  getVideoStatus(videoId: string, options: CallOptions = {}): Promise<VideoStatus> {
+    return this.call('getVideoStatus', { method: 'GET', path: `/videos/${enc(videoId)}/status` }, options);
+  }
+
+  /** A cheap authenticated call: proves the key is accepted. */
+  async checkKey(options: CallOptions = {}): Promise<void> {
+    await this.call('checkKey', { method: 'GET', path: '/videos?pageSize=1' }, options);
+  }
+
+  /**
+   * Sends one part. `chunks` are written to the socket as they are (no joined copy); a retry
+   * re-sends the whole part, which api.video accepts.
+   */
+  uploadPart(
+    videoId: string,
+    partNumber: number,
+    isLast: boolean,
+    chunks: readonly Buffer[],
+    options: CallOptions = {},
+  ): Promise<Video> {
+    return this.call(
+      `uploadPart ${partNumber}`,
+      {
+        method: 'POST',
+        path: `/videos/${enc(videoId)}/source`,
+        multipart: multipartFileBody(chunks),
+        headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
+      },
+      options,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private call<T>(
+    operation: string,
+    spec: Omit<Parameters<Transport['call']>[1], 'credentials' | 'signal' | 'onRetry'>,
+    options: CallOptions,
+  ): Promise<T> {
+    return this.transport.call<T>(operation, { ...spec, credentials: this.credentials, ...options });
+  }
+
+  private async token(path: string, json: unknown, signal?: AbortSignal): Promise<TokenAnswer> {
+    try {
+      return await this.transport.call<TokenAnswer>(path, { method: 'POST', path, json, signal });
+    } catch (err) {
+      if (path === '/auth/api-key' && err instanceof ApiVideoHttpError && err.status === 400) {
+        throw new ApiVideoKeyRejectedError(400, 'authenticate');
+      }
+      throw err;
+    }
+  }
+}
+
+const enc = encodeURIComponent;

@@ -1,0 +1,168 @@
+/**
+ * All settings, validated at once. `loadConfig` is pure: it reads only the object it is given,
+ * so tests build any configuration without touching process.env.
+ */
+export type AuthScheme = 'basic' | 'bearer';
+export type NodeEnv = 'development' | 'production' | 'test';
+
+export interface Config {
+  port: number;
+  host: string;
+  nodeEnv: NodeEnv;
+  logLevel: string;
+  apivideo: {
+    /** Undefined only when the built-in emulator stands in (never in production). */
+    apiKey: string | undefined;
+    baseUrl: string;
+    authScheme: AuthScheme;
+    maxAttempts: number;
+  };
+  /** True when no key is set outside production: main.ts starts the emulator in-process. */
+  useEmbeddedEmulator: boolean;
+  upload: {
+    partSize: number;
+    partConcurrency: number;
+    /** 0 means no limit. */
+    maxFileSize: number;
+    /** 0 means no limit on the whole request. */
+    requestTimeoutMs: number;
+    idleTimeoutMs: number;
+  };
+  headersTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const MiB = 1024 * 1024;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1000,
+  kb: 1000,
+  kib: 1024,
+  m: 1000 ** 2,
+  mb: 1000 ** 2,
+  mib: MiB,
+  g: 1000 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** "16777216", "16MiB", "16 MiB", "1.5GiB", "20MB" → bytes; undefined when unreadable. */
+export function parseSize(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  if (!match) return undefined;
+  const unit = SIZE_UNITS[match[2]!.toLowerCase()];
+  if (unit === undefined) return undefined;
+  const bytes = Number(match[1]) * unit;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Collects problems instead of throwing at the first one, so start-up reports them all. */
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value === '' ? undefined : value;
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const text = this.raw(name);
+    if (text === undefined) return fallback;
+    if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+      this.problems.push(`${name}: expected a whole number from ${min} to ${max}, got "${text}"`);
+      return fallback;
+    }
+    return Number(text);
+  }
+
+  size(name: string, fallback: number, min: number, max: number): number {
+    const text = this.raw(name);
+    if (text === undefined) return fallback;
+    const bytes = parseSize(text);
+    if (bytes === undefined || bytes < min || bytes > max) {
+      const range = `${formatBytes(min)} to ${formatBytes(max)}`;
+      this.problems.push(`${name}: expected a size from ${range} (bytes, or e.g. 16MiB), got "${text}"`);
+      return fallback;
+    }
+    return bytes;
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const text = this.raw(name);
+    if (text === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(text)) {
+      this.problems.push(`${name}: expected one of ${allowed.join(', ')}, got "${text}"`);
+      return fallback;
+    }
+    return text as T;
+  }
+
+  url(name: string, fallback: string): string {
+    const text = this.raw(name) ?? fallback;
+    try {
+      const url = new URL(text);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
+      return text.replace(/\/+$/, '');
+    } catch {
+      this.problems.push(`${name}: expected an http(s) URL, got "${text}"`);
+      return fallback;
+    }
+  }
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
+  return `${bytes} bytes`;
+}
+
+export function loadConfig(env: Env): Config {
+  const r = new Reader(env);
+  const nodeEnv = r.oneOf<NodeEnv>('NODE_ENV', 'development', ['development', 'production', 'test']);
+  const apiKey = r.raw('APIVIDEO_API_KEY');
+  if (!apiKey && nodeEnv === 'production') {
+    r.problems.push(
+      'APIVIDEO_API_KEY: required when NODE_ENV=production (the built-in emulator is for development only)',
+    );
+  }
+  const requestTimeoutMs = r.int('UPLOAD_REQUEST_TIMEOUT_MS', 0, 0, 2 ** 31 - 1);
+  const headersTimeoutMs = r.int('HTTP_HEADERS_TIMEOUT_MS', 20_000, 1000, 600_000);
+  if (requestTimeoutMs > 0 && requestTimeoutMs < headersTimeoutMs) {
+    r.problems.push(
+      `UPLOAD_REQUEST_TIMEOUT_MS: must be 0 (none) or at least HTTP_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`,
+    );
+  }
+  const config: Config = {
+    port: r.int('PORT', 3000, 0, 65535),
+    host: r.raw('HOST') ?? '0.0.0.0',
+    nodeEnv,
+    logLevel: r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
+    apivideo: {
+      apiKey,
+      baseUrl: r.url('APIVIDEO_BASE_URL', 'https://ws.api.video'),
+      authScheme: r.oneOf<AuthScheme>('APIVIDEO_AUTH', 'basic', ['basic', 'bearer']),
+      maxAttempts: r.int('UPSTREAM_MAX_ATTEMPTS', 5, 1, 20),
+    },
+    useEmbeddedEmulator: !apiKey && nodeEnv !== 'production',
+    upload: {
+      partSize: r.size('UPLOAD_PART_SIZE', 16 * MiB, 5 * MiB, 128 * MiB),
+      partConcurrency: r.int('UPLOAD_PART_CONCURRENCY', 2, 1, 8),
+      maxFileSize: r.size('UPLOAD_MAX_FILE_SIZE', 0, 0, Number.MAX_SAFE_INTEGER),
+      requestTimeoutMs,
+      idleTimeoutMs: r.int('UPLOAD_IDLE_TIMEOUT_MS', 60_000, 0, 2 ** 31 - 1),
+    },
+    headersTimeoutMs,
+  };
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}

@@ -1,0 +1,310 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import busboy from 'busboy';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { FaultPlan, type FaultRule, type RequestKind } from './faults';
+import { EmulatorProblem, badRequest } from './problems';
+import { MAX_PART, MAX_WHOLE, parseContentRange, type SourcePiece } from './source-assembly';
+import { TokenStore } from './tokens';
+import { VideoStore, statusObject, videoObject, type VideoInput } from './videos';
+
+export interface EmulatorOptions {
+  apiKey: string;
+  tokenTtlSeconds?: number;
+}
+
+/** What tests read to see how the relay behaved towards api.video. */
+export class EmulatorStats {
+  partsInFlight = 0;
+  maxPartsInFlight = 0;
+  partRequests = 0;
+  requests = 0;
+
+  reset(): void {
+    Object.assign(this, { partsInFlight: 0, maxPartsInFlight: 0, partRequests: 0, requests: 0 });
+  }
+}
+
+export interface Emulator {
+  app: express.Express;
+  videos: VideoStore;
+  faults: FaultPlan;
+  tokens: TokenStore;
+  stats: EmulatorStats;
+}
+
+export interface RunningEmulator extends Emulator {
+  url: string;
+  server: Server;
+  close(): Promise<void>;
+}
+
+const RATE_LIMIT = 1000;
+
+export function createEmulator(options: EmulatorOptions): Emulator {
+  const emulator: Emulator = {
+    app: express(),
+    videos: new VideoStore(),
+    faults: new FaultPlan(),
+    tokens: new TokenStore(options.tokenTtlSeconds ?? 3600),
+    stats: new EmulatorStats(),
+  };
+  const { app } = emulator;
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use((_req, res, next) => {
+    emulator.stats.requests += 1;
+    res.setHeader('X-RateLimit-Limit', String(RATE_LIMIT));
+    res.setHeader('X-RateLimit-Remaining', String(Math.max(0, RATE_LIMIT - emulator.stats.requests)));
+    next();
+  });
+  app.use('/_emulator', controlRoutes(emulator));
+  app.use('/auth', authRoutes(emulator, options.apiKey));
+  app.use(requireCredentials(emulator, options.apiKey));
+  app.use(apiRoutes(emulator));
+  app.use((_req, _res, next) => next(new EmulatorProblem(404, 'resource-not-found', 'Not found')));
+  app.use(renderProblem);
+  return emulator;
+}
+
+export async function startEmulator(
+  options: EmulatorOptions & { port?: number; host?: string },
+): Promise<RunningEmulator> {
+  const emulator = createEmulator(options);
+  const server = createServer({ requestTimeout: 0 }, emulator.app);
+  server.listen(options.port ?? 0, options.host ?? '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
+  return {
+    ...emulator,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    server,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function controlRoutes(emulator: Emulator): express.Router {
+  const router = express.Router();
+  router.use(express.json());
+  router.get('/videos', (_req, res) => {
+    send(res, 200, emulator.videos.all().map(inspection));
+  });
+  router.get('/videos/:id', (req, res, next) => {
+    const record = emulator.videos.inspect(String(req.params.id));
+    if (!record) return next(new EmulatorProblem(404, 'resource-not-found', 'Unknown video'));
+    send(res, 200, inspection(record));
+  });
+  router.post('/faults', (req, res) => {
+    emulator.faults.add(req.body as FaultRule);
+    send(res, 201, { ok: true });
+  });
+  router.delete('/faults', (_req, res) => {
+    emulator.faults.clear();
+    res.status(204).end();
+  });
+  router.get('/stats', (_req, res) => send(res, 200, emulator.stats));
+  router.post('/reset', (_req, res) => {
+    emulator.faults.clear();
+    emulator.stats.reset();
+    emulator.videos.clear();
+    res.status(204).end();
+  });
+  router.post('/tokens/expire', (req, res) => {
+    const ttl = (req.body as { ttlSeconds?: number } | undefined)?.ttlSeconds;
+    if (typeof ttl === 'number') emulator.tokens.setTtl(ttl);
+    emulator.tokens.expireAll();
+    res.status(204).end();
+  });
+  return router;
+}
+
+function inspection(record: ReturnType<VideoStore['inspect']> & object) {
+  return { videoId: record.videoId, deleted: record.deleted, input: record.input, ...record.assembly.summary() };
+}
+
+function authRoutes(emulator: Emulator, apiKey: string): express.Router {
+  const router = express.Router();
+  router.use(withFault(emulator, () => ({ target: 'auth' })), express.json());
+  router.post('/api-key', (req, res, next) => {
+    if ((req.body as { apiKey?: unknown })?.apiKey !== apiKey) {
+      return next(badRequest('authentication-invalid-user-credentials', 'The API key is invalid.', 'apiKey'));
+    }
+    send(res, 200, emulator.tokens.issue());
+  });
+  router.post('/refresh', (req, res, next) => {
+    const pair = emulator.tokens.renew(String((req.body as { refreshToken?: unknown })?.refreshToken));
+    if (!pair) return next(badRequest('authentication-invalid-refresh-token', 'The refresh token is invalid.'));
+    send(res, 200, pair);
+  });
+  return router;
+}
+
+function requireCredentials(emulator: Emulator, apiKey: string) {
+  const basic = 'Basic ' + Buffer.from(`${apiKey}:`).toString('base64');
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const header = req.headers.authorization ?? '';
+    const bearer = /^Bearer (.+)$/.exec(header)?.[1];
+    if (header === basic || (bearer && emulator.tokens.isValid(bearer))) return next();
+    next(new EmulatorProblem(401, 'authentication-required', 'Unauthorized request.'));
+  };
+}
+
+function apiRoutes(emulator: Emulator): express.Router {
+  const router = express.Router();
+  const { videos } = emulator;
+  const findVideo = (req: Request) => {
+    const record = videos.get(String(req.params.id));
+    if (!record) throw new EmulatorProblem(404, 'resource-not-found', 'The requested resource was not found.', 'videoId');
+    return record;
+  };
+  router.post('/videos', withFault(emulator, () => ({ target: 'create' })), express.json(), (req, res) => {
+    const record = videos.create(validateVideoInput(req.body));
+    send(res, 201, videoObject(record));
+  });
+  router.get('/videos', (req, res) => {
+    const live = videos.live();
+    const pageSize = Math.min(100, Math.max(1, Number(req.query.pageSize) || 25));
+    send(res, 200, {
+      data: live.slice(0, pageSize).map(videoObject),
+      pagination: { currentPage: 1, pageSize, pagesTotal: Math.ceil(live.length / pageSize), itemsTotal: live.length },
+    });
+  });
+  router.get('/videos/:id', (req, res) => send(res, 200, videoObject(findVideo(req))));
+  router.get('/videos/:id/status', withFault(emulator, () => ({ target: 'status' })), (req, res) => {
+    send(res, 200, statusObject(findVideo(req)));
+  });
+  router.delete('/videos/:id', withFault(emulator, () => ({ target: 'delete' })), (req, res) => {
+    findVideo(req).deleted = true;
+    res.status(204).end();
+  });
+  router.post('/videos/:id/source', countPartInFlight(emulator), withFault(emulator, partKind), async (req, res) => {
+    const piece = parseContentRange(req.headers['content-range']);
+    const record = findVideo(req);
+    const file = await readSingleFile(req, piece.kind === 'whole' ? MAX_WHOLE : MAX_PART);
+    await sleep(Number(res.locals.delayMs ?? 0));
+    record.assembly.add(piece, file);
+    send(res, 201, videoObject(record));
+  });
+  return router;
+}
+
+function partKind(req: Request): RequestKind {
+  try {
+    const piece = parseContentRange(req.headers['content-range']);
+    return { target: 'part', part: piece.kind === 'part' ? piece.number : undefined };
+  } catch {
+    return { target: 'part' };
+  }
+}
+
+function countPartInFlight(emulator: Emulator) {
+  return (_req: Request, res: Response, next: NextFunction) => {
+    const { stats } = emulator;
+    stats.partRequests += 1;
+    stats.partsInFlight += 1;
+    stats.maxPartsInFlight = Math.max(stats.maxPartsInFlight, stats.partsInFlight);
+    res.once('close', () => (stats.partsInFlight -= 1));
+    next();
+  };
+}
+
+/** Applies the first matching fault rule: drop, answer a status, or remember a delay. */
+function withFault(emulator: Emulator, kindOf: (req: Request) => RequestKind) {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const rule = emulator.faults.take(kindOf(req));
+    if (!rule) return next();
+    if (rule.drop) return dropConnection(req);
+    if (rule.status === undefined) {
+      res.locals.delayMs = rule.delayMs ?? 0;
+      return next();
+    }
+    req.resume();
+    if (!req.complete) await once(req, 'end');
+    await sleep(rule.delayMs ?? 0);
+    if (rule.retryAfter !== undefined) {
+      res.setHeader('Retry-After', String(rule.retryAfter));
+      res.setHeader('X-RateLimit-Retry-After', String(rule.retryAfter));
+      res.setHeader('X-RateLimit-Remaining', '0');
+    }
+    const name = rule.status === 429 ? 'too-many-requests' : 'server-error';
+    next(new EmulatorProblem(rule.status, name, rule.status === 429 ? 'Too many requests.' : 'Injected fault.'));
+  };
+}
+
+function dropConnection(req: IncomingMessage): void {
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'];
+  if (!hasBody) return void req.socket.destroy();
+  req.once('data', () => req.socket.destroy());
+}
+
+/** Reads the one file of a multipart body into memory (a part is at most 128 MiB). */
+async function readSingleFile(req: Request, maxBytes: number): Promise<Buffer> {
+  if (!String(req.headers['content-type']).startsWith('multipart/form-data')) {
+    throw badRequest('uploaded-file-no-file', 'The request must be multipart/form-data with one file.', 'file');
+  }
+  const parser = busboy({ headers: req.headers, limits: { fileSize: maxBytes + 1 } });
+  const files: Buffer[][] = [];
+  let tooLarge = false;
+  parser.on('file', (_name, stream) => {
+    const chunks: Buffer[] = [];
+    files.push(chunks);
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('limit', () => (tooLarge = true));
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    parser.on('close', resolve);
+    parser.on('error', (err: Error) => reject(badRequest('invalid-body', `Malformed multipart body: ${err.message}`)));
+    req.on('error', reject);
+  });
+  req.pipe(parser);
+  await done;
+  if (files.length === 0) throw badRequest('uploaded-file-no-file', 'No file was uploaded.', 'file');
+  if (files.length > 1) throw badRequest('uploaded-file-multiple-files', 'Only one file may be uploaded per request.', 'file');
+  if (tooLarge) throw badRequest('uploaded-part-too-large', `A part is limited to ${maxBytes} bytes.`, 'file');
+  return Buffer.concat(files[0]!);
+}
+
+function validateVideoInput(body: unknown): VideoInput {
+  const input = (body ?? {}) as Record<string, unknown>;
+  if (typeof input.title !== 'string' || input.title === '') {
+    throw badRequest('attribute-required', 'This attribute is required.', 'title');
+  }
+  if (input.tags !== undefined && !(Array.isArray(input.tags) && input.tags.every((t) => typeof t === 'string'))) {
+    throw badRequest('invalid-attribute', 'This attribute must be an array of strings.', 'tags');
+  }
+  const metadata = input.metadata;
+  if (
+    metadata !== undefined &&
+    !(Array.isArray(metadata) && metadata.every((m) => typeof m?.key === 'string' && typeof m?.value === 'string'))
+  ) {
+    throw badRequest('invalid-attribute', 'This attribute must be an array of {key, value}.', 'metadata');
+  }
+  return input as unknown as VideoInput;
+}
+
+function renderProblem(err: unknown, _req: Request, res: Response, _next: NextFunction): void {
+  const problem =
+    err instanceof EmulatorProblem
+      ? err
+      : (err as { type?: string })?.type === 'entity.parse.failed'
+        ? badRequest('invalid-body', 'The body is not valid JSON.')
+        : new EmulatorProblem(500, 'server-error', 'Internal error.');
+  if (res.headersSent) return void res.destroy();
+  send(res, problem.status, problem.toJSON(), 'application/problem+json');
+}
+
+/** api.video sends its media types bare: the official client refuses `; charset=utf-8`. */
+function send(res: Response, status: number, body: unknown, type = 'application/json'): void {
+  const text = JSON.stringify(body);
+  res.status(status).setHeader('Content-Type', type);
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+export type { FaultRule, SourcePiece };

@@ -1,0 +1,74 @@
+/**
+ * Every error the relay answers with. The `code` is public: clients and dashboards match on it,
+ * so a code is never renamed or reused. docs/errors.md is generated from this table by a test
+ * that fails when the two disagree.
+ */
+export const ERROR_TABLE = {
+  route_not_found: { status: 404, title: 'No such route' },
+  video_not_found: { status: 404, title: 'No such video' },
+  invalid_request: { status: 400, title: 'Invalid request' },
+  invalid_field: { status: 400, title: 'Invalid field value' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  file_missing: { status: 400, title: 'No file in the form' },
+  too_many_files: { status: 400, title: 'More than one file in the form' },
+  field_after_file: { status: 400, title: 'Form field after the file' },
+  malformed_multipart: { status: 400, title: 'Malformed multipart body' },
+  empty_file: { status: 400, title: 'The file is empty' },
+  file_too_large: { status: 413, title: 'The file is too large' },
+  upload_idle_timeout: { status: 408, title: 'The client stopped sending' },
+  upstream_failed: { status: 502, title: 'api.video refused the upload' },
+  upstream_unreachable: { status: 502, title: 'api.video could not be reached' },
+  upstream_key_rejected: { status: 502, title: 'api.video rejected the relay’s API key' },
+  internal_error: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export interface RelayErrorOptions {
+  cause?: unknown;
+  headers?: Record<string, string>;
+}
+
+export class RelayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly title: string;
+  readonly headers: Record<string, string>;
+
+  constructor(code: ErrorCode, detail: string, options: RelayErrorOptions = {}) {
+    super(detail, { cause: options.cause });
+    this.name = 'RelayError';
+    this.code = code;
+    this.status = ERROR_TABLE[code].status;
+    this.title = ERROR_TABLE[code].title;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export function isRelayError(err: unknown): err is RelayError {
+  return err instanceof RelayError;
+}
+
+/** The RFC 9457 body. `type` points at the code's row in docs/errors.md. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  requestId: string;
+}
+
+export const PROBLEM_TYPE_BASE =
+  'https://github.com/apivideo-upload-relay/apivideo-upload-relay/blob/main/docs/errors.md#';
+
+export function toProblem(err: RelayError, requestId: string): Problem {
+  return {
+    type: PROBLEM_TYPE_BASE + err.code,
+    title: err.title,
+    status: err.status,
+    detail: err.message,
+    code: err.code,
+    requestId,
+  };
+}
