@@ -20,6 +20,7 @@ export interface ApiVideoClientOptions {
 
 export interface CallOptions {
   signal?: AbortSignal;
+  maxAttempts?: number;
   onRetry?: (event: RetryEvent) => void;
 }
 

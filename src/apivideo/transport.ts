@@ -32,6 +32,8 @@ export interface CallSpec {
   multipart?: { contentType: string; contentLength: number; body(): Iterable<Buffer> };
   credentials?: Credentials;
   signal?: AbortSignal;
+  /** Overrides the policy's attempts (a health probe wants one). */
+  maxAttempts?: number;
   /** Called before each wait, for logs, metrics and per-upload counts. */
   onRetry?: (event: RetryEvent) => void;
 }
@@ -54,7 +56,7 @@ export class Transport {
   constructor(private readonly options: TransportOptions) {}
 
   async call<T>(operation: string, spec: CallSpec): Promise<T> {
-    const { retry } = this.options;
+    const retry = { ...this.options.retry, maxAttempts: spec.maxAttempts ?? this.options.retry.maxAttempts };
     let renewed = false;
     for (let attempt = 1; ; attempt++) {
       spec.signal?.throwIfAborted();

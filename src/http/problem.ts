@@ -1,0 +1,33 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { RelayError, isRelayError, toProblem } from '../errors';
+
+export function sendProblem(res: Response, err: RelayError, requestId: string): void {
+  for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
+  res.status(err.status).type('application/problem+json').send(JSON.stringify(toProblem(err, requestId)));
+}
+
+export const routeNotFound: RequestHandler = (req, _res, next) =>
+  next(new RelayError('route_not_found', `There is no ${req.method} ${req.path}.`));
+
+/** The one place errors become answers: problem+json, a stable code, the request id, no stack. */
+export function problemHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    const relayError = isRelayError(err) ? err : fromExpress(err);
+    if (relayError.code === 'internal_error') logger.error({ err, requestId: req.id }, 'unexpected error');
+    if (relayError.code === 'upstream_key_rejected') {
+      logger.error({ event: 'upstream_key_rejected', requestId: req.id }, 'api.video rejected APIVIDEO_API_KEY: no upload can succeed until it is fixed');
+    }
+    if (res.headersSent) return void res.destroy();
+    sendProblem(res, relayError, String(req.id));
+  };
+}
+
+/** Errors Express or its parsers raise carry a status; anything else is ours to hide. */
+function fromExpress(err: unknown): RelayError {
+  const status = (err as { status?: unknown })?.status;
+  if (status === 400 || (err as { type?: unknown })?.type === 'entity.parse.failed') {
+    return new RelayError('invalid_request', 'The request could not be read.');
+  }
+  return new RelayError('internal_error', 'Something went wrong on our side.', { cause: err });
+}

@@ -1,0 +1,118 @@
+import type { Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import type { ApiVideoClient } from '../apivideo/client';
+import { formatBytes } from '../config';
+import { RelayError, isRelayError } from '../errors';
+import { abortable } from '../upload/abortable';
+import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
+import { ClientGone, relayUpload, type RelaySettings, type UploadProgress } from '../upload/relay-upload';
+import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
+import type { Readable } from 'node:stream';
+
+export interface UploadRouteDeps {
+  client: ApiVideoClient;
+  settings: RelaySettings;
+  formLimits: FormLimits;
+  logger: Logger;
+}
+
+/** Room for text fields and framing when a multipart body's Content-Length is judged. */
+const FORM_OVERHEAD_ALLOWANCE = 1024 * 1024;
+
+interface Intake {
+  file: Readable;
+  target: UploadTarget;
+  bodyComplete?: Promise<void>;
+  classifyStreamError?: (err: unknown) => RelayError | undefined;
+  stop(): void;
+}
+
+/** POST /v1/videos: a multipart form or a raw video body, streamed to api.video as it arrives. */
+export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
+  return async (req, res, next) => {
+    const started = performance.now();
+    const progress: UploadProgress = { createdContainer: false, bytes: 0, partsAcknowledged: 0, retries: 0 };
+    const clientGone = new AbortController();
+    res.once('close', () => res.writableFinished || clientGone.abort(new ClientGone()));
+    let intake: Intake | undefined;
+    try {
+      intake = await abortable(openIntake(req, deps), clientGone.signal);
+      const video = await relayUpload(deps.client, deps.settings, {
+        ...intake,
+        signal: clientGone.signal,
+        progress,
+        logger: req.log,
+      });
+      res.status(201).location(`/v1/videos/${encodeURIComponent(video.videoId)}`).json(video);
+      logOutcome(req.log, progress, started, 'completed');
+    } catch (err) {
+      intake?.stop();
+      if (err instanceof ClientGone) {
+        req.log.warn({ event: 'upload_aborted', videoId: progress.videoId, bytesReceived: progress.bytes }, 'upload_aborted');
+        return logOutcome(req.log, progress, started, 'client_aborted');
+      }
+      logOutcome(req.log, progress, started, isRelayError(err) ? err.code : 'internal_error');
+      closeUnreadBody(req, res);
+      next(err);
+    }
+  };
+}
+
+async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> {
+  const type = (req.headers['content-type'] ?? '').toLowerCase();
+  const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  const max = deps.settings.maxFileSize;
+  if (type.startsWith('multipart/form-data')) {
+    if (max > 0 && declared !== undefined && declared > max + FORM_OVERHEAD_ALLOWANCE) throw tooLarge(max);
+    const form = await receiveMultipart(req, deps.formLimits);
+    return {
+      file: form.stream,
+      target: uploadTarget(form.fields, form.filename),
+      bodyComplete: form.complete,
+      classifyStreamError: (err) => new RelayError('malformed_multipart', `The multipart body is malformed: ${(err as Error).message}.`),
+      stop: form.stop,
+    };
+  }
+  if (type.startsWith('video/') || type.startsWith('application/octet-stream')) {
+    if (max > 0 && declared !== undefined && declared > max) throw tooLarge(max);
+    if (declared === 0) throw new RelayError('empty_file', 'The file has no bytes.');
+    const fields = fieldValuesFromQuery(req.query as Record<string, unknown>);
+    const filename = fields.get('filename')?.[0];
+    return { file: req, target: uploadTarget(fields, filename), stop: () => undefined };
+  }
+  throw new RelayError(
+    'unsupported_media_type',
+    'Send multipart/form-data with a "file" field, or the file itself as video/* or application/octet-stream.',
+  );
+}
+
+function tooLarge(max: number): RelayError {
+  return new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
+}
+
+/**
+ * An error answered before the body was read: say so, and close the connection after the answer
+ * rather than read (possibly gigabytes of) a body nobody will use.
+ */
+function closeUnreadBody(req: Request, res: Response): void {
+  if (req.complete || res.headersSent) return;
+  res.setHeader('Connection', 'close');
+}
+
+function logOutcome(logger: Logger, progress: UploadProgress, started: number, outcome: string): void {
+  const durationMs = Math.round(performance.now() - started);
+  const mib = progress.bytes / 1024 / 1024;
+  logger.info(
+    {
+      event: 'upload_finished',
+      outcome,
+      videoId: progress.videoId,
+      bytes: progress.bytes,
+      parts: progress.partsAcknowledged,
+      retries: progress.retries,
+      durationMs,
+      mibPerSecond: durationMs > 0 ? Number((mib / (durationMs / 1000)).toFixed(2)) : 0,
+    },
+    'upload finished',
+  );
+}

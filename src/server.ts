@@ -1,0 +1,28 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { RequestListener } from 'node:http';
+import type { Config } from './config';
+
+/**
+ * Node's default requestTimeout (300 s) would cut a 1 GiB upload over a slow mobile link, so the
+ * whole-request limit is ours to set (0: none); headers stay on a short leash against slowloris.
+ */
+export function createHttpServer(app: RequestListener, config: Pick<Config, 'upload' | 'headersTimeoutMs'>): Server {
+  return createServer(
+    {
+      requestTimeout: config.upload.requestTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      keepAliveTimeout: 5_000,
+    },
+    app,
+  );
+}
+
+export async function listen(server: Server, port: number, host: string): Promise<string> {
+  server.listen(port, host);
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${shownHost}:${address.port}`;
+}
