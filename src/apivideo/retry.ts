@@ -2,10 +2,17 @@
 export interface RetryPolicy {
   maxAttempts: number;
   baseDelayMs: number;
+  /** Cap of our own backoff. */
   maxDelayMs: number;
+  /** The longest wait a server may ask for; past it we give up rather than hold the upload. */
+  maxServerDelayMs: number;
 }
 
-export const DEFAULT_RETRY: Omit<RetryPolicy, 'maxAttempts'> = { baseDelayMs: 250, maxDelayMs: 20_000 };
+export const DEFAULT_RETRY: Omit<RetryPolicy, 'maxAttempts'> = {
+  baseDelayMs: 250,
+  maxDelayMs: 20_000,
+  maxServerDelayMs: 60_000,
+};
 
 export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;

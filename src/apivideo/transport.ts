@@ -83,9 +83,10 @@ export class Transport {
       if (answer.status === 401 || answer.status === 403) {
         throw new ApiVideoKeyRejectedError(answer.status, operation);
       }
-      if (!isRetryableStatus(answer.status) || attempt >= retry.maxAttempts) throw httpError(operation, answer);
       const asked = serverRetryDelay(answer.headers);
-      const delayMs = Math.min(asked ?? backoffDelay(retry, attempt), retry.maxDelayMs);
+      const giveUp = attempt >= retry.maxAttempts || (asked ?? 0) > retry.maxServerDelayMs;
+      if (!isRetryableStatus(answer.status) || giveUp) throw httpError(operation, answer);
+      const delayMs = asked ?? backoffDelay(retry, attempt);
       const reason = answer.status === 429 ? 'rate_limited' : answer.status === 408 ? 'timeout' : 'server_error';
       await this.wait(spec, { operation, attempt, reason, delayMs, status: answer.status });
     }

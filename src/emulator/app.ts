@@ -21,9 +21,11 @@ export class EmulatorStats {
   maxPartsInFlight = 0;
   partRequests = 0;
   requests = 0;
+  /** Each part request as it began: which video, its Content-Range, how many others were in flight. */
+  partLog: Array<{ videoId: string; contentRange: string | null; othersInFlight: number }> = [];
 
   reset(): void {
-    Object.assign(this, { partsInFlight: 0, maxPartsInFlight: 0, partRequests: 0, requests: 0 });
+    Object.assign(this, { partsInFlight: 0, maxPartsInFlight: 0, partRequests: 0, requests: 0, partLog: [] });
   }
 }
 
@@ -204,8 +206,10 @@ function partKind(req: Request): RequestKind {
 }
 
 function countPartInFlight(emulator: Emulator) {
-  return (_req: Request, res: Response, next: NextFunction) => {
+  return (req: Request, res: Response, next: NextFunction) => {
     const { stats } = emulator;
+    const contentRange = req.headers['content-range'] ?? null;
+    stats.partLog.push({ videoId: String(req.params.id), contentRange, othersInFlight: stats.partsInFlight });
     stats.partRequests += 1;
     stats.partsInFlight += 1;
     stats.maxPartsInFlight = Math.max(stats.maxPartsInFlight, stats.partsInFlight);

@@ -16,6 +16,8 @@ export interface PartRecord {
   size: number;
   /** How many times this part number arrived (a retry makes it 2). */
   received: number;
+  /** Its Content-Range as last received, e.g. "part 3/*" or "part 4/4". */
+  label: string;
 }
 
 export interface SourceSummary {
@@ -86,7 +88,7 @@ export class SourceAssembly {
 
   summary(): SourceSummary {
     const parts = [...this.parts.values()]
-      .map(({ number, size, received }) => ({ number, size, received }))
+      .map(({ number, size, received, label }) => ({ number, size, received, label }))
       .sort((a, b) => a.number - b.number);
     return {
       mode: this.mode,
@@ -131,7 +133,8 @@ export class SourceAssembly {
       // Replacing bytes already folded into the hash would need the whole file in memory.
       throw badRequest('emulator-part-already-assembled', `Part ${number} was already assembled with other bytes.`);
     }
-    this.parts.set(number, { number, size: data.length, received: (earlier?.received ?? 0) + 1, sha256 });
+    const label = `part ${number}/${total ?? '*'}`;
+    this.parts.set(number, { number, size: data.length, received: (earlier?.received ?? 0) + 1, label, sha256 });
     if (total !== null) this.declaredTotal = total;
     if (number >= this.nextPart) this.ahead.set(number, data);
     for (let next = this.ahead.get(this.nextPart); next; next = this.ahead.get(this.nextPart)) {

@@ -7,7 +7,7 @@ import { abortable } from '../upload/abortable';
 import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
 import { ClientGone, relayUpload, type RelaySettings, type UploadProgress } from '../upload/relay-upload';
 import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 
 export interface UploadRouteDeps {
   client: ApiVideoClient;
@@ -52,7 +52,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         return logOutcome(req.log, progress, started, 'client_aborted');
       }
       logOutcome(req.log, progress, started, isRelayError(err) ? err.code : 'internal_error');
-      closeUnreadBody(req, res);
+      lingerOnUnreadBody(req, res);
       next(err);
     }
   };
@@ -78,7 +78,10 @@ async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> 
     if (declared === 0) throw new RelayError('empty_file', 'The file has no bytes.');
     const fields = fieldValuesFromQuery(req.query as Record<string, unknown>);
     const filename = fields.get('filename')?.[0];
-    return { file: req, target: uploadTarget(fields, filename), stop: () => undefined };
+    const target = uploadTarget(fields, filename);
+    // Our own stream over the body: stopping it on a failure must not destroy the socket we answer on.
+    const file = req.pipe(new PassThrough());
+    return { file, target, stop: () => req.unpipe(file) };
   }
   throw new RelayError(
     'unsupported_media_type',
@@ -90,13 +93,25 @@ function tooLarge(max: number): RelayError {
   return new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
 }
 
+/** How long, and how much, an unread body is drained after an early error answer. */
+const LINGER = { ms: 5_000, bytes: 32 * 1024 * 1024 };
+
 /**
- * An error answered before the body was read: say so, and close the connection after the answer
- * rather than read (possibly gigabytes of) a body nobody will use.
+ * An error answered before the body was read. Closing at once would make many clients (undici,
+ * some mobile stacks) lose the answer while they are still sending, so, like nginx's lingering
+ * close, drain for a bounded time and amount, then cut the connection.
  */
-function closeUnreadBody(req: Request, res: Response): void {
-  if (req.complete || res.headersSent) return;
-  res.setHeader('Connection', 'close');
+function lingerOnUnreadBody(req: Request, res: Response): void {
+  if (req.complete) return;
+  res.once('finish', () => {
+    if (req.complete) return;
+    let drained = 0;
+    const cut = () => req.socket.destroy();
+    const timer = setTimeout(cut, LINGER.ms).unref();
+    req.on('data', (chunk: Buffer) => (drained += chunk.length) > LINGER.bytes && cut());
+    req.once('close', () => clearTimeout(timer));
+    req.resume();
+  });
 }
 
 function logOutcome(logger: Logger, progress: UploadProgress, started: number, outcome: string): void {

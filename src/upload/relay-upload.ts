@@ -101,7 +101,9 @@ class Upload {
     const chunks = this.request.file[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     for (;;) {
       this.idle.arm();
-      const next = await chunks.next();
+      const next = await chunks.next().catch((err: unknown) => {
+        throw this.classifyStreamError(err);
+      });
       this.idle.disarm();
       if (next.done) break;
       await this.accept(next.value);
@@ -156,7 +158,7 @@ class Upload {
 
   /** Stops what is in flight, deletes a container we created, and names the failure. */
   async cleanUp(err: unknown): Promise<Error> {
-    this.internal.abort(this.classify(err));
+    this.internal.abort(err);
     const reason = this.signal.reason as unknown;
     await this.queue.settle();
     const { progress, logger } = this.request;
@@ -169,7 +171,8 @@ class Upload {
     return reason instanceof ClientGone ? reason : toRelayError(reason);
   }
 
-  private classify(err: unknown): unknown {
+  /** A stream error we did not cause ourselves (by aborting) is the body's fault. */
+  private classifyStreamError(err: unknown): unknown {
     if (this.signal.aborted || isRelayError(err)) return err;
     return this.request.classifyStreamError?.(err) ?? err;
   }

@@ -1,0 +1,78 @@
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+
+export interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A hand-driven HTTP/1.1 client: for bodies that stall, end early or vanish mid-way. */
+export class RawHttp {
+  private readonly socket: Socket;
+  private received = '';
+  readonly closed: Promise<void>;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('data', (d: Buffer) => (this.received += d.toString('latin1')));
+    socket.on('error', () => undefined); // the server may cut us off; that is what some tests want
+    this.closed = once(socket, 'close').then(() => undefined);
+  }
+
+  static async open(baseUrl: string): Promise<RawHttp> {
+    const { hostname, port } = new URL(baseUrl);
+    const socket = connect(Number(port), hostname);
+    await once(socket, 'connect');
+    return new RawHttp(socket);
+  }
+
+  head(path: string, headers: Record<string, string>): this {
+    const lines = [`POST ${path} HTTP/1.1`, 'Host: relay.test', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    this.socket.write(lines.join('\r\n') + '\r\n\r\n');
+    return this;
+  }
+
+  /** Writes, waiting for the socket to drain so "sent" means handed to the kernel. */
+  async write(data: Buffer | string): Promise<void> {
+    if (!this.socket.write(data)) await Promise.race([once(this.socket, 'drain'), this.closed]);
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  get hasAnswer(): boolean {
+    return /\r\n\r\n/.test(this.received);
+  }
+
+  /** Waits for a full answer (Content-Length framed), or for the socket to close. */
+  async answer(timeoutMs = 10_000): Promise<RawAnswer> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.complete() && Date.now() < deadline && !this.socket.destroyed) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return parse(this.received);
+  }
+
+  private complete(): boolean {
+    const end = this.received.indexOf('\r\n\r\n');
+    if (end < 0) return false;
+    const length = /content-length: (\d+)/i.exec(this.received.slice(0, end))?.[1];
+    return length !== undefined && this.received.length >= end + 4 + Number(length);
+  }
+}
+
+function parse(text: string): RawAnswer {
+  const end = text.indexOf('\r\n\r\n');
+  if (end < 0) return { status: 0, headers: {}, body: '' };
+  const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+  );
+  return { status: Number(statusLine!.split(' ')[1]), headers, body: text.slice(end + 4) };
+}

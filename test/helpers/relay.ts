@@ -1,0 +1,78 @@
+import { Writable } from 'node:stream';
+import type { Server } from 'node:http';
+import { ApiVideoClient } from '../../src/apivideo/client';
+import { createApp } from '../../src/app';
+import { loadConfig, type Config } from '../../src/config';
+import type { RunningEmulator } from '../../src/emulator/app';
+import { createLogger } from '../../src/logger';
+import { createHttpServer, listen } from '../../src/server';
+import { TEST_API_KEY } from './emulator';
+
+export interface TestRelay {
+  url: string;
+  server: Server;
+  config: Config;
+  client: ApiVideoClient;
+  /** Every log line written so far, parsed. */
+  logs(): Array<Record<string, unknown>>;
+  rawLogs(): string;
+  close(): Promise<void>;
+}
+
+export interface TestRelayOptions {
+  env?: Record<string, string>;
+  ready?: boolean;
+  apiKey?: string;
+  authScheme?: 'basic' | 'bearer';
+}
+
+/**
+ * The real app on an ephemeral port, pointed at an emulator, with short retry waits and its logs
+ * kept in memory so tests can read them.
+ */
+export async function startTestRelay(emulator: RunningEmulator, options: TestRelayOptions = {}): Promise<TestRelay> {
+  const apiKey = options.apiKey ?? TEST_API_KEY;
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    APIVIDEO_API_KEY: apiKey,
+    APIVIDEO_BASE_URL: emulator.url,
+    UPLOAD_PART_SIZE: '5MiB',
+    LOG_LEVEL: 'debug',
+    ...options.env,
+  });
+  let lines = '';
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines += chunk.toString();
+      done();
+    },
+  });
+  const logger = createLogger({ level: config.logLevel, secrets: [apiKey], destination });
+  const client = new ApiVideoClient({
+    apiKey,
+    baseUrl: emulator.url,
+    authScheme: options.authScheme ?? config.apivideo.authScheme,
+    maxAttempts: config.apivideo.maxAttempts,
+    retry: { baseDelayMs: 5, maxDelayMs: 100 },
+  });
+  const app = createApp({ config, logger, apivideo: client, readiness: { isReady: () => options.ready ?? true } });
+  const server = createHttpServer(app, config);
+  const url = await listen(server, 0, '127.0.0.1');
+  return {
+    url,
+    server,
+    config,
+    client,
+    rawLogs: () => lines,
+    logs: () =>
+      lines
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await client.close();
+    },
+  };
+}
