@@ -137,11 +137,6 @@ export function loadConfig(env: Env): Config {
   }
   const requestTimeoutMs = r.int('UPLOAD_REQUEST_TIMEOUT_MS', 0, 0, 2 ** 31 - 1);
   const headersTimeoutMs = r.int('HTTP_HEADERS_TIMEOUT_MS', 20_000, 1000, 600_000);
-  if (requestTimeoutMs > 0 && requestTimeoutMs < headersTimeoutMs) {
-    r.problems.push(
-      `UPLOAD_REQUEST_TIMEOUT_MS: must be 0 (none) or at least HTTP_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`,
-    );
-  }
   const config: Config = {
     port: r.int('PORT', 3000, 0, 65535),
     host: r.raw('HOST') ?? '0.0.0.0',

@@ -16,6 +16,7 @@ export const ERROR_TABLE = {
   empty_file: { status: 400, title: 'The file is empty' },
   file_too_large: { status: 413, title: 'The file is too large' },
   upload_idle_timeout: { status: 408, title: 'The client stopped sending' },
+  upload_timeout: { status: 408, title: 'The upload took too long' },
   upstream_failed: { status: 502, title: 'api.video refused the upload' },
   upstream_unreachable: { status: 502, title: 'api.video could not be reached' },
   upstream_key_rejected: { status: 502, title: 'api.video rejected the relay’s API key' },

@@ -5,13 +5,14 @@ import type { RequestListener } from 'node:http';
 import type { Config } from './config';
 
 /**
- * Node's default requestTimeout (300 s) would cut a 1 GiB upload over a slow mobile link, so the
- * whole-request limit is ours to set (0: none); headers stay on a short leash against slowloris.
+ * Node's default requestTimeout (300 s) would cut a 1 GiB upload over a slow mobile link: it is
+ * off here, and the upload route enforces UPLOAD_REQUEST_TIMEOUT_MS itself (with a problem answer
+ * and a clean-up). Headers stay on a short leash against slowloris.
  */
-export function createHttpServer(app: RequestListener, config: Pick<Config, 'upload' | 'headersTimeoutMs'>): Server {
+export function createHttpServer(app: RequestListener, config: Pick<Config, 'headersTimeoutMs'>): Server {
   return createServer(
     {
-      requestTimeout: config.upload.requestTimeoutMs,
+      requestTimeout: 0,
       headersTimeout: config.headersTimeoutMs,
       keepAliveTimeout: 5_000,
     },

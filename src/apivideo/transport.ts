@@ -123,7 +123,10 @@ export class Transport {
 
   private async wait(spec: CallSpec, event: RetryEvent): Promise<void> {
     spec.onRetry?.(event);
-    await sleep(event.delayMs, undefined, { signal: spec.signal });
+    // Node's timer rejects with a generic AbortError; the caller wants its own reason back.
+    await sleep(event.delayMs, undefined, { signal: spec.signal }).catch((err: unknown) => {
+      throw spec.signal?.aborted ? spec.signal.reason : err;
+    });
   }
 }
 

@@ -169,7 +169,7 @@ function apiRoutes(emulator: Emulator): express.Router {
     const record = videos.create(validateVideoInput(req.body));
     send(res, 201, videoObject(record));
   });
-  router.get('/videos', (req, res) => {
+  router.get('/videos', withFault(emulator, () => ({ target: 'list' })), (req, res) => {
     const live = videos.live();
     const pageSize = Math.min(100, Math.max(1, Number(req.query.pageSize) || 25));
     send(res, 200, {
@@ -218,14 +218,19 @@ function countPartInFlight(emulator: Emulator) {
   };
 }
 
-/** Applies the first matching fault rule: drop, answer a status, or remember a delay. */
+/**
+ * Applies the first matching fault rule: drop, answer a status, or delay. A part's delay is left to
+ * its handler (in res.locals), which waits after reading the body, as a slow upstream would.
+ */
 function withFault(emulator: Emulator, kindOf: (req: Request) => RequestKind) {
   return async (req: Request, res: Response, next: NextFunction) => {
-    const rule = emulator.faults.take(kindOf(req));
+    const kind = kindOf(req);
+    const rule = emulator.faults.take(kind);
     if (!rule) return next();
     if (rule.drop) return dropConnection(req);
     if (rule.status === undefined) {
-      res.locals.delayMs = rule.delayMs ?? 0;
+      if (kind.target === 'part') res.locals.delayMs = rule.delayMs ?? 0;
+      else await sleep(rule.delayMs ?? 0);
       return next();
     }
     req.resume();

@@ -11,6 +11,8 @@ export interface TokenPair {
 export class TokenStore {
   private readonly access = new Map<string, number>();
   private readonly refresh = new Set<string>();
+  /** How many token pairs were handed out (tests check renewals are shared). */
+  issued = 0;
 
   constructor(private ttlSeconds: number) {}
 
@@ -23,6 +25,7 @@ export class TokenStore {
     const refresh = randomBytes(24).toString('base64url');
     this.access.set(access, Date.now() + this.ttlSeconds * 1000);
     this.refresh.add(refresh);
+    this.issued += 1;
     return { token_type: 'Bearer', expires_in: this.ttlSeconds, access_token: access, refresh_token: refresh };
   }
 

@@ -11,7 +11,7 @@ import { PassThrough, type Readable } from 'node:stream';
 
 export interface UploadRouteDeps {
   client: ApiVideoClient;
-  settings: RelaySettings;
+  settings: RelaySettings & { requestTimeoutMs: number };
   formLimits: FormLimits;
   logger: Logger;
 }
@@ -32,14 +32,15 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
   return async (req, res, next) => {
     const started = performance.now();
     const progress: UploadProgress = { createdContainer: false, bytes: 0, partsAcknowledged: 0, retries: 0 };
-    const clientGone = new AbortController();
-    res.once('close', () => res.writableFinished || clientGone.abort(new ClientGone()));
+    const stop = new AbortController();
+    res.once('close', () => res.writableFinished || stop.abort(new ClientGone()));
+    const deadline = uploadDeadline(deps.settings.requestTimeoutMs, stop);
     let intake: Intake | undefined;
     try {
-      intake = await abortable(openIntake(req, deps), clientGone.signal);
+      intake = await abortable(openIntake(req, deps), stop.signal);
       const video = await relayUpload(deps.client, deps.settings, {
         ...intake,
-        signal: clientGone.signal,
+        signal: stop.signal,
         progress,
         logger: req.log,
       });
@@ -54,8 +55,17 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
       logOutcome(req.log, progress, started, isRelayError(err) ? err.code : 'internal_error');
       lingerOnUnreadBody(req, res);
       next(err);
+    } finally {
+      clearTimeout(deadline);
     }
   };
+}
+
+/** UPLOAD_REQUEST_TIMEOUT_MS, enforced here (not by Node) so it ends with a problem and a clean-up. */
+function uploadDeadline(ms: number, stop: AbortController): NodeJS.Timeout | undefined {
+  if (ms <= 0) return undefined;
+  const error = new RelayError('upload_timeout', `The upload took longer than ${ms} ms.`);
+  return setTimeout(() => stop.abort(error), ms).unref();
 }
 
 async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> {

@@ -198,6 +198,23 @@ describe('the client', () => {
   });
 });
 
+describe('UPLOAD_REQUEST_TIMEOUT_MS', () => {
+  test('an upload still running after the limit: 408 upload_timeout, and the container is deleted', async () => {
+    const limited = await startTestRelay(emulator, { env: { UPLOAD_REQUEST_TIMEOUT_MS: '700', UPLOAD_IDLE_TIMEOUT_MS: '0' } });
+    const client = await RawHttp.open(limited.url);
+    client.head('/v1/videos', { 'Content-Type': 'video/mp4', 'Content-Length': String(20 * MiB) });
+    await client.write(randomBytesOf(6 * MiB));
+    const started = Date.now();
+    const answer = await client.answer();
+    expect(answer.status).toBe(408);
+    expect(JSON.parse(answer.body)).toMatchObject({ code: 'upload_timeout' });
+    expect(Date.now() - started).toBeLessThan(3000);
+    await eventually(() => inspectVideo(emulator, newestVideo().videoId).deleted);
+    client.destroy();
+    await limited.close();
+  });
+});
+
 describe('the upstream rejects the relay’s key', () => {
   test('502 upstream_key_rejected, an error line for the operator, and the key nowhere', async () => {
     const wrongKey = 'wrong-key-4d2c8b1a';

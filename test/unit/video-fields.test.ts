@@ -1,0 +1,55 @@
+import { RelayError } from '../../src/errors';
+import { fieldValuesFromQuery, titleFromFilename, uploadTarget } from '../../src/upload/video-fields';
+
+const fields = (entries: Array<[string, string]>) => {
+  const map = new Map<string, string[]>();
+  for (const [k, v] of entries) map.set(k, [...(map.get(k) ?? []), v]);
+  return map;
+};
+
+test.each([
+  ['clip.mp4', 'clip'],
+  ['my.holiday.mov', 'my.holiday'],
+  ['C:\\videos\\x.avi', 'x'],
+  ['noext', 'noext'],
+  ['.mp4', 'Untitled'],
+  [undefined, 'Untitled'],
+])('title from %p is %p', (filename, title) => {
+  expect(titleFromFilename(filename)).toBe(title);
+});
+
+test('all fields become the creation payload', () => {
+  const target = uploadTarget(
+    fields([['title', 'T'], ['description', 'D'], ['public', 'false'], ['tags', 'a'], ['tags', 'b'], ['metadata', '{"k":"v"}'], ['playerId', 'pt1']]),
+    'f.mp4',
+  );
+  expect(target).toEqual({
+    kind: 'create',
+    payload: { title: 'T', description: 'D', public: false, tags: ['a', 'b'], metadata: [{ key: 'k', value: 'v' }], playerId: 'pt1' },
+  });
+});
+
+test('videoId names an existing container', () => {
+  expect(uploadTarget(fields([['videoId', 'vi123']]), undefined)).toEqual({ kind: 'existing', videoId: 'vi123' });
+});
+
+test.each([
+  ['public', 'yes'],
+  ['metadata', 'not json'],
+  ['metadata', '["a"]'],
+  ['metadata', '{"n":1}'],
+  ['videoId', 'vi/../x'],
+  ['title', 'x'.repeat(5000)],
+])('%s=%j is invalid_field', (name, value) => {
+  expect(() => uploadTarget(fields([[name, value]]), 'a.mp4')).toThrow(
+    expect.objectContaining({ code: 'invalid_field' }) as unknown as RelayError,
+  );
+});
+
+test('a field given twice where once is allowed is invalid_field', () => {
+  expect(() => uploadTarget(fields([['title', 'a'], ['title', 'b']]), undefined)).toThrow(RelayError);
+});
+
+test('query strings keep repeated names', () => {
+  expect(fieldValuesFromQuery({ tags: ['a', 'b'], title: 'x' })).toEqual(new Map([['tags', ['a', 'b']], ['title', ['x']]]));
+});
