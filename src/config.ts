@@ -92,7 +92,9 @@ class Reader {
     const bytes = parseSize(text);
     if (bytes === undefined || bytes < min || bytes > max) {
       const range = `${formatBytes(min)} to ${formatBytes(max)}`;
-      this.problems.push(`${name}: expected a size from ${range} (bytes, or e.g. 16MiB), got "${text}"`);
+      this.problems.push(
+        `${name}: expected a size from ${range} (bytes, or e.g. 16MiB), got "${text}"`,
+      );
       return fallback;
     }
     return bytes;
@@ -128,7 +130,11 @@ export function formatBytes(bytes: number): string {
 
 export function loadConfig(env: Env): Config {
   const r = new Reader(env);
-  const nodeEnv = r.oneOf<NodeEnv>('NODE_ENV', 'development', ['development', 'production', 'test']);
+  const nodeEnv = r.oneOf<NodeEnv>('NODE_ENV', 'development', [
+    'development',
+    'production',
+    'test',
+  ]);
   const apiKey = r.raw('APIVIDEO_API_KEY');
   if (!apiKey && nodeEnv === 'production') {
     r.problems.push(

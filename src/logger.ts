@@ -31,8 +31,7 @@ export function createLogger(options: LoggerOptions): Logger {
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
       // Path redaction covers where a secret is expected; this covers where it is not.
-      hooks:
-        secrets.length > 0 ? { streamWrite: (line) => scrubSecrets(line, secrets) } : {},
+      hooks: secrets.length > 0 ? { streamWrite: (line) => scrubSecrets(line, secrets) } : {},
     },
     options.destination ?? pino.destination({ sync: false }),
   );

@@ -24,8 +24,12 @@ function readConfig(): Config {
 }
 
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
-async function upstream(config: Config, logger: Logger): Promise<{ apiKey: string; baseUrl: string; emulator?: RunningEmulator }> {
-  if (!config.useEmbeddedEmulator) return { apiKey: config.apivideo.apiKey!, baseUrl: config.apivideo.baseUrl };
+async function upstream(
+  config: Config,
+  logger: Logger,
+): Promise<{ apiKey: string; baseUrl: string; emulator?: RunningEmulator }> {
+  if (!config.useEmbeddedEmulator)
+    return { apiKey: config.apivideo.apiKey!, baseUrl: config.apivideo.baseUrl };
   const apiKey = randomBytes(16).toString('hex');
   const emulator = await startEmulator({ apiKey, host: '127.0.0.1', port: 0 });
   logger.warn(
@@ -50,7 +54,10 @@ async function main(): Promise<void> {
   const app = createApp({ config, logger, apivideo, readiness: keyCheck });
   const server = createHttpServer(app, config);
   const url = await listen(server, config.port, config.host);
-  logger.info({ url, partSize: config.upload.partSize, partConcurrency: config.upload.partConcurrency }, `relay listening on ${url}`);
+  logger.info(
+    { url, partSize: config.upload.partSize, partConcurrency: config.upload.partConcurrency },
+    `relay listening on ${url}`,
+  );
 
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down');

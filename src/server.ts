@@ -9,7 +9,10 @@ import type { Config } from './config';
  * off here, and the upload route enforces UPLOAD_REQUEST_TIMEOUT_MS itself (with a problem answer
  * and a clean-up). Headers stay on a short leash against slowloris.
  */
-export function createHttpServer(app: RequestListener, config: Pick<Config, 'headersTimeoutMs'>): Server {
+export function createHttpServer(
+  app: RequestListener,
+  config: Pick<Config, 'headersTimeoutMs'>,
+): Server {
   return createServer(
     {
       requestTimeout: 0,

@@ -25,7 +25,9 @@ export interface CallOptions {
 }
 
 /** One keep-alive pool per origin, with timeouts so a silent upstream cannot hold an upload forever. */
-export function createUpstreamDispatcher(timeouts: ApiVideoClientOptions['timeouts'] = {}): Dispatcher {
+export function createUpstreamDispatcher(
+  timeouts: ApiVideoClientOptions['timeouts'] = {},
+): Dispatcher {
   return new Agent({
     connect: { timeout: timeouts.connectMs ?? 10_000 },
     headersTimeout: timeouts.headersMs ?? 120_000,
@@ -55,7 +57,8 @@ export class ApiVideoClient {
       options.authScheme === 'bearer'
         ? new BearerCredentials({
             login: (signal) => this.token('/auth/api-key', { apiKey: options.apiKey }, signal),
-            refresh: (refreshToken, signal) => this.token('/auth/refresh', { refreshToken }, signal),
+            refresh: (refreshToken, signal) =>
+              this.token('/auth/refresh', { refreshToken }, signal),
           })
         : new BasicCredentials(options.apiKey);
   }
@@ -73,7 +76,11 @@ export class ApiVideoClient {
   }
 
   getVideoStatus(videoId: string, options: CallOptions = {}): Promise<VideoStatus> {
-    return this.call('getVideoStatus', { method: 'GET', path: `/videos/${enc(videoId)}/status` }, options);
+    return this.call(
+      'getVideoStatus',
+      { method: 'GET', path: `/videos/${enc(videoId)}/status` },
+      options,
+    );
   }
 
   /** A cheap authenticated call: proves the key is accepted. */
@@ -113,7 +120,11 @@ export class ApiVideoClient {
     spec: Omit<Parameters<Transport['call']>[1], 'credentials' | 'signal' | 'onRetry'>,
     options: CallOptions,
   ): Promise<T> {
-    return this.transport.call<T>(operation, { ...spec, credentials: this.credentials, ...options });
+    return this.transport.call<T>(operation, {
+      ...spec,
+      credentials: this.credentials,
+      ...options,
+    });
   }
 
   private async token(path: string, json: unknown, signal?: AbortSignal): Promise<TokenAnswer> {

@@ -52,11 +52,16 @@ export class BearerCredentials implements Credentials {
 
   private async renew(signal?: AbortSignal): Promise<string> {
     let answer: TokenAnswer | undefined;
-    if (this.current) answer = await this.source.refresh(this.current.refreshToken, signal).catch(() => undefined);
+    if (this.current)
+      answer = await this.source.refresh(this.current.refreshToken, signal).catch(() => undefined);
     answer ??= await this.source.login(signal);
     // Renew at 90 % of the lifetime so a request never starts with a token about to lapse.
     const renewAt = this.now() + answer.expires_in * 900;
-    this.current = { header: `Bearer ${answer.access_token}`, refreshToken: answer.refresh_token, renewAt };
+    this.current = {
+      header: `Bearer ${answer.access_token}`,
+      refreshToken: answer.refresh_token,
+      renewAt,
+    };
     return this.current.header;
   }
 }

@@ -62,7 +62,11 @@ function isTlsCode(code: string): boolean {
 /** The most specific code found along an error's cause chain (undici wraps socket errors). */
 export function networkCauseCode(err: unknown): string {
   let best = 'UNKNOWN';
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; depth++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    depth++
+  ) {
     if (typeof e.code === 'string') {
       best = e.code;
       if (isTlsCode(e.code) || e.code.startsWith('E')) return e.code;

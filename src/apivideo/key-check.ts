@@ -42,9 +42,15 @@ export class KeyCheck {
     } catch (err) {
       this.lastAccepted = 0;
       if (err instanceof ApiVideoKeyRejectedError) {
-        this.logger.error({ event: 'upstream_key_rejected' }, 'api.video rejected APIVIDEO_API_KEY: no upload can succeed until it is fixed');
+        this.logger.error(
+          { event: 'upstream_key_rejected' },
+          'api.video rejected APIVIDEO_API_KEY: no upload can succeed until it is fixed',
+        );
       } else {
-        this.logger.warn({ event: 'upstream_check_failed', err: (err as Error).message }, 'could not reach api.video');
+        this.logger.warn(
+          { event: 'upstream_check_failed', err: (err as Error).message },
+          'could not reach api.video',
+        );
       }
     }
   }

@@ -56,7 +56,10 @@ export class Transport {
   constructor(private readonly options: TransportOptions) {}
 
   async call<T>(operation: string, spec: CallSpec): Promise<T> {
-    const retry = { ...this.options.retry, maxAttempts: spec.maxAttempts ?? this.options.retry.maxAttempts };
+    const retry = {
+      ...this.options.retry,
+      maxAttempts: spec.maxAttempts ?? this.options.retry.maxAttempts,
+    };
     let renewed = false;
     for (let attempt = 1; ; attempt++) {
       spec.signal?.throwIfAborted();
@@ -68,9 +71,15 @@ export class Transport {
       } catch (err) {
         spec.signal?.throwIfAborted();
         if (!isNetworkFailure(err)) throw err;
-        if (attempt >= retry.maxAttempts) throw new ApiVideoNetworkError(operation, networkCauseCode(err), err);
+        if (attempt >= retry.maxAttempts)
+          throw new ApiVideoNetworkError(operation, networkCauseCode(err), err);
         const reason = networkCauseCode(err).includes('TIMEOUT') ? 'timeout' : 'network';
-        await this.wait(spec, { operation, attempt, reason, delayMs: backoffDelay(retry, attempt) });
+        await this.wait(spec, {
+          operation,
+          attempt,
+          reason,
+          delayMs: backoffDelay(retry, attempt),
+        });
         continue;
       }
       if (answer.status < 300) return answer.body as T;
@@ -87,7 +96,8 @@ export class Transport {
       const giveUp = attempt >= retry.maxAttempts || (asked ?? 0) > retry.maxServerDelayMs;
       if (!isRetryableStatus(answer.status) || giveUp) throw httpError(operation, answer);
       const delayMs = asked ?? backoffDelay(retry, attempt);
-      const reason = answer.status === 429 ? 'rate_limited' : answer.status === 408 ? 'timeout' : 'server_error';
+      const reason =
+        answer.status === 429 ? 'rate_limited' : answer.status === 408 ? 'timeout' : 'server_error';
       await this.wait(spec, { operation, attempt, reason, delayMs, status: answer.status });
     }
   }
@@ -153,5 +163,9 @@ function httpError(operation: string, answer: Answer): ApiVideoHttpError {
 /** Anything undici throws that is not an abort: socket errors, timeouts, TLS failures. */
 function isNetworkFailure(err: unknown): boolean {
   const name = (err as Error)?.name;
-  return name !== 'AbortError' && !(err instanceof ApiVideoKeyRejectedError) && !(err instanceof ApiVideoHttpError);
+  return (
+    name !== 'AbortError' &&
+    !(err instanceof ApiVideoKeyRejectedError) &&
+    !(err instanceof ApiVideoHttpError)
+  );
 }

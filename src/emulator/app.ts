@@ -25,7 +25,13 @@ export class EmulatorStats {
   partLog: Array<{ videoId: string; contentRange: string | null; othersInFlight: number }> = [];
 
   reset(): void {
-    Object.assign(this, { partsInFlight: 0, maxPartsInFlight: 0, partRequests: 0, requests: 0, partLog: [] });
+    Object.assign(this, {
+      partsInFlight: 0,
+      maxPartsInFlight: 0,
+      partRequests: 0,
+      requests: 0,
+      partLog: [],
+    });
   }
 }
 
@@ -59,7 +65,10 @@ export function createEmulator(options: EmulatorOptions): Emulator {
   app.use((_req, res, next) => {
     emulator.stats.requests += 1;
     res.setHeader('X-RateLimit-Limit', String(RATE_LIMIT));
-    res.setHeader('X-RateLimit-Remaining', String(Math.max(0, RATE_LIMIT - emulator.stats.requests)));
+    res.setHeader(
+      'X-RateLimit-Remaining',
+      String(Math.max(0, RATE_LIMIT - emulator.stats.requests)),
+    );
     next();
   });
   app.use('/_emulator', controlRoutes(emulator));
@@ -127,21 +136,36 @@ function controlRoutes(emulator: Emulator): express.Router {
 }
 
 function inspection(record: ReturnType<VideoStore['inspect']> & object) {
-  return { videoId: record.videoId, deleted: record.deleted, input: record.input, ...record.assembly.summary() };
+  return {
+    videoId: record.videoId,
+    deleted: record.deleted,
+    input: record.input,
+    ...record.assembly.summary(),
+  };
 }
 
 function authRoutes(emulator: Emulator, apiKey: string): express.Router {
   const router = express.Router();
-  router.use(withFault(emulator, () => ({ target: 'auth' })), express.json());
+  router.use(
+    withFault(emulator, () => ({ target: 'auth' })),
+    express.json(),
+  );
   router.post('/api-key', (req, res, next) => {
     if ((req.body as { apiKey?: unknown })?.apiKey !== apiKey) {
-      return next(badRequest('authentication-invalid-user-credentials', 'The API key is invalid.', 'apiKey'));
+      return next(
+        badRequest('authentication-invalid-user-credentials', 'The API key is invalid.', 'apiKey'),
+      );
     }
     send(res, 200, emulator.tokens.issue());
   });
   router.post('/refresh', (req, res, next) => {
-    const pair = emulator.tokens.renew(String((req.body as { refreshToken?: unknown })?.refreshToken));
-    if (!pair) return next(badRequest('authentication-invalid-refresh-token', 'The refresh token is invalid.'));
+    const pair = emulator.tokens.renew(
+      String((req.body as { refreshToken?: unknown })?.refreshToken),
+    );
+    if (!pair)
+      return next(
+        badRequest('authentication-invalid-refresh-token', 'The refresh token is invalid.'),
+      );
     send(res, 200, pair);
   });
   return router;
@@ -162,37 +186,70 @@ function apiRoutes(emulator: Emulator): express.Router {
   const { videos } = emulator;
   const findVideo = (req: Request) => {
     const record = videos.get(String(req.params.id));
-    if (!record) throw new EmulatorProblem(404, 'resource-not-found', 'The requested resource was not found.', 'videoId');
+    if (!record)
+      throw new EmulatorProblem(
+        404,
+        'resource-not-found',
+        'The requested resource was not found.',
+        'videoId',
+      );
     return record;
   };
-  router.post('/videos', withFault(emulator, () => ({ target: 'create' })), express.json(), (req, res) => {
-    const record = videos.create(validateVideoInput(req.body));
-    send(res, 201, videoObject(record));
-  });
-  router.get('/videos', withFault(emulator, () => ({ target: 'list' })), (req, res) => {
-    const live = videos.live();
-    const pageSize = Math.min(100, Math.max(1, Number(req.query.pageSize) || 25));
-    send(res, 200, {
-      data: live.slice(0, pageSize).map(videoObject),
-      pagination: { currentPage: 1, pageSize, pagesTotal: Math.ceil(live.length / pageSize), itemsTotal: live.length },
-    });
-  });
+  router.post(
+    '/videos',
+    withFault(emulator, () => ({ target: 'create' })),
+    express.json(),
+    (req, res) => {
+      const record = videos.create(validateVideoInput(req.body));
+      send(res, 201, videoObject(record));
+    },
+  );
+  router.get(
+    '/videos',
+    withFault(emulator, () => ({ target: 'list' })),
+    (req, res) => {
+      const live = videos.live();
+      const pageSize = Math.min(100, Math.max(1, Number(req.query.pageSize) || 25));
+      send(res, 200, {
+        data: live.slice(0, pageSize).map(videoObject),
+        pagination: {
+          currentPage: 1,
+          pageSize,
+          pagesTotal: Math.ceil(live.length / pageSize),
+          itemsTotal: live.length,
+        },
+      });
+    },
+  );
   router.get('/videos/:id', (req, res) => send(res, 200, videoObject(findVideo(req))));
-  router.get('/videos/:id/status', withFault(emulator, () => ({ target: 'status' })), (req, res) => {
-    send(res, 200, statusObject(findVideo(req)));
-  });
-  router.delete('/videos/:id', withFault(emulator, () => ({ target: 'delete' })), (req, res) => {
-    findVideo(req).deleted = true;
-    res.status(204).end();
-  });
-  router.post('/videos/:id/source', countPartInFlight(emulator), withFault(emulator, partKind), async (req, res) => {
-    const piece = parseContentRange(req.headers['content-range']);
-    const record = findVideo(req);
-    const file = await readSingleFile(req, piece.kind === 'whole' ? MAX_WHOLE : MAX_PART);
-    await sleep(Number(res.locals.delayMs ?? 0));
-    record.assembly.add(piece, file);
-    send(res, 201, videoObject(record));
-  });
+  router.get(
+    '/videos/:id/status',
+    withFault(emulator, () => ({ target: 'status' })),
+    (req, res) => {
+      send(res, 200, statusObject(findVideo(req)));
+    },
+  );
+  router.delete(
+    '/videos/:id',
+    withFault(emulator, () => ({ target: 'delete' })),
+    (req, res) => {
+      findVideo(req).deleted = true;
+      res.status(204).end();
+    },
+  );
+  router.post(
+    '/videos/:id/source',
+    countPartInFlight(emulator),
+    withFault(emulator, partKind),
+    async (req, res) => {
+      const piece = parseContentRange(req.headers['content-range']);
+      const record = findVideo(req);
+      const file = await readSingleFile(req, piece.kind === 'whole' ? MAX_WHOLE : MAX_PART);
+      await sleep(Number(res.locals.delayMs ?? 0));
+      record.assembly.add(piece, file);
+      send(res, 201, videoObject(record));
+    },
+  );
   return router;
 }
 
@@ -209,7 +266,11 @@ function countPartInFlight(emulator: Emulator) {
   return (req: Request, res: Response, next: NextFunction) => {
     const { stats } = emulator;
     const contentRange = req.headers['content-range'] ?? null;
-    stats.partLog.push({ videoId: String(req.params.id), contentRange, othersInFlight: stats.partsInFlight });
+    stats.partLog.push({
+      videoId: String(req.params.id),
+      contentRange,
+      othersInFlight: stats.partsInFlight,
+    });
     stats.partRequests += 1;
     stats.partsInFlight += 1;
     stats.maxPartsInFlight = Math.max(stats.maxPartsInFlight, stats.partsInFlight);
@@ -242,12 +303,19 @@ function withFault(emulator: Emulator, kindOf: (req: Request) => RequestKind) {
       res.setHeader('X-RateLimit-Remaining', '0');
     }
     const name = rule.status === 429 ? 'too-many-requests' : 'server-error';
-    next(new EmulatorProblem(rule.status, name, rule.status === 429 ? 'Too many requests.' : 'Injected fault.'));
+    next(
+      new EmulatorProblem(
+        rule.status,
+        name,
+        rule.status === 429 ? 'Too many requests.' : 'Injected fault.',
+      ),
+    );
   };
 }
 
 function dropConnection(req: IncomingMessage): void {
-  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'];
+  const hasBody =
+    Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'];
   if (!hasBody) return void req.socket.destroy();
   req.once('data', () => req.socket.destroy());
 }
@@ -255,7 +323,11 @@ function dropConnection(req: IncomingMessage): void {
 /** Reads the one file of a multipart body into memory (a part is at most 128 MiB). */
 async function readSingleFile(req: Request, maxBytes: number): Promise<Buffer> {
   if (!String(req.headers['content-type']).startsWith('multipart/form-data')) {
-    throw badRequest('uploaded-file-no-file', 'The request must be multipart/form-data with one file.', 'file');
+    throw badRequest(
+      'uploaded-file-no-file',
+      'The request must be multipart/form-data with one file.',
+      'file',
+    );
   }
   const parser = busboy({ headers: req.headers, limits: { fileSize: maxBytes + 1 } });
   const files: Buffer[][] = [];
@@ -268,14 +340,23 @@ async function readSingleFile(req: Request, maxBytes: number): Promise<Buffer> {
   });
   const done = new Promise<void>((resolve, reject) => {
     parser.on('close', resolve);
-    parser.on('error', (err: Error) => reject(badRequest('invalid-body', `Malformed multipart body: ${err.message}`)));
+    parser.on('error', (err: Error) =>
+      reject(badRequest('invalid-body', `Malformed multipart body: ${err.message}`)),
+    );
     req.on('error', reject);
   });
   req.pipe(parser);
   await done;
-  if (files.length === 0) throw badRequest('uploaded-file-no-file', 'No file was uploaded.', 'file');
-  if (files.length > 1) throw badRequest('uploaded-file-multiple-files', 'Only one file may be uploaded per request.', 'file');
-  if (tooLarge) throw badRequest('uploaded-part-too-large', `A part is limited to ${maxBytes} bytes.`, 'file');
+  if (files.length === 0)
+    throw badRequest('uploaded-file-no-file', 'No file was uploaded.', 'file');
+  if (files.length > 1)
+    throw badRequest(
+      'uploaded-file-multiple-files',
+      'Only one file may be uploaded per request.',
+      'file',
+    );
+  if (tooLarge)
+    throw badRequest('uploaded-part-too-large', `A part is limited to ${maxBytes} bytes.`, 'file');
   return Buffer.concat(files[0]!);
 }
 
@@ -284,15 +365,25 @@ function validateVideoInput(body: unknown): VideoInput {
   if (typeof input.title !== 'string' || input.title === '') {
     throw badRequest('attribute-required', 'This attribute is required.', 'title');
   }
-  if (input.tags !== undefined && !(Array.isArray(input.tags) && input.tags.every((t) => typeof t === 'string'))) {
+  if (
+    input.tags !== undefined &&
+    !(Array.isArray(input.tags) && input.tags.every((t) => typeof t === 'string'))
+  ) {
     throw badRequest('invalid-attribute', 'This attribute must be an array of strings.', 'tags');
   }
   const metadata = input.metadata;
   if (
     metadata !== undefined &&
-    !(Array.isArray(metadata) && metadata.every((m) => typeof m?.key === 'string' && typeof m?.value === 'string'))
+    !(
+      Array.isArray(metadata) &&
+      metadata.every((m) => typeof m?.key === 'string' && typeof m?.value === 'string')
+    )
   ) {
-    throw badRequest('invalid-attribute', 'This attribute must be an array of {key, value}.', 'metadata');
+    throw badRequest(
+      'invalid-attribute',
+      'This attribute must be an array of {key, value}.',
+      'metadata',
+    );
   }
   return input as unknown as VideoInput;
 }

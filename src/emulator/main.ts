@@ -7,7 +7,10 @@ async function main(): Promise<void> {
   const host = process.env.EMULATOR_HOST ?? '0.0.0.0';
   const emulator = await startEmulator({ apiKey, port, host });
   process.stdout.write(
-    JSON.stringify({ level: 'info', msg: `api.video emulator listening on ${host}:${emulator.server.address() && port}` }) + '\n',
+    JSON.stringify({
+      level: 'info',
+      msg: `api.video emulator listening on ${host}:${emulator.server.address() && port}`,
+    }) + '\n',
   );
   const stop = () => void emulator.close().then(() => process.exit(0));
   process.once('SIGTERM', stop);

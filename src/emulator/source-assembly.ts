@@ -74,11 +74,18 @@ export class SourceAssembly {
 
   add(piece: SourcePiece, data: Buffer): void {
     if (this.completed) {
-      throw badRequest('video-source-already-uploaded', 'The source of this video was already uploaded.');
+      throw badRequest(
+        'video-source-already-uploaded',
+        'The source of this video was already uploaded.',
+      );
     }
-    if (data.length === 0) throw badRequest('uploaded-file-empty', 'The uploaded file is empty.', 'file');
+    if (data.length === 0)
+      throw badRequest('uploaded-file-empty', 'The uploaded file is empty.', 'file');
     if (this.mode !== null && this.mode !== piece.kind) {
-      throw badRequest('invalid-content-range', `This upload uses "${this.mode}" ranges; it cannot switch.`);
+      throw badRequest(
+        'invalid-content-range',
+        `This upload uses "${this.mode}" ranges; it cannot switch.`,
+      );
     }
     if (piece.kind === 'whole') this.addWhole(data);
     else if (piece.kind === 'part') this.addPart(piece, data);
@@ -107,7 +114,11 @@ export class SourceAssembly {
 
   private addWhole(data: Buffer): void {
     if (data.length > MAX_WHOLE) {
-      throw badRequest('uploaded-file-too-large', 'A single-request upload is limited to 200 MiB.', 'file');
+      throw badRequest(
+        'uploaded-file-too-large',
+        'A single-request upload is limited to 200 MiB.',
+        'file',
+      );
     }
     this.fold(data);
     this.finish();
@@ -116,14 +127,20 @@ export class SourceAssembly {
   private addPart(piece: { number: number; total: number | null }, data: Buffer): void {
     const { number, total } = piece;
     if (total !== null && this.declaredTotal !== null && total !== this.declaredTotal) {
-      throw badRequest('invalid-content-range', `The total was declared as ${this.declaredTotal}, not ${total}.`);
+      throw badRequest(
+        'invalid-content-range',
+        `The total was declared as ${this.declaredTotal}, not ${total}.`,
+      );
     }
     const limit = total ?? this.declaredTotal;
     if (limit !== null && number > limit) {
       throw badRequest('invalid-content-range', `Part ${number} is past the last part (${limit}).`);
     }
     if (total !== null && this.highestPart() > total) {
-      throw badRequest('invalid-content-range', `Part ${this.highestPart()} was already received past ${total}.`);
+      throw badRequest(
+        'invalid-content-range',
+        `Part ${this.highestPart()} was already received past ${total}.`,
+      );
     }
     const isFinal = total !== null && number === total;
     checkPartSize(data.length, isFinal);
@@ -131,10 +148,19 @@ export class SourceAssembly {
     const earlier = this.parts.get(number);
     if (number < this.nextPart && earlier && earlier.sha256 !== sha256) {
       // Replacing bytes already folded into the hash would need the whole file in memory.
-      throw badRequest('emulator-part-already-assembled', `Part ${number} was already assembled with other bytes.`);
+      throw badRequest(
+        'emulator-part-already-assembled',
+        `Part ${number} was already assembled with other bytes.`,
+      );
     }
     const label = `part ${number}/${total ?? '*'}`;
-    this.parts.set(number, { number, size: data.length, received: (earlier?.received ?? 0) + 1, label, sha256 });
+    this.parts.set(number, {
+      number,
+      size: data.length,
+      received: (earlier?.received ?? 0) + 1,
+      label,
+      sha256,
+    });
     if (total !== null) this.declaredTotal = total;
     if (number >= this.nextPart) this.ahead.set(number, data);
     for (let next = this.ahead.get(this.nextPart); next; next = this.ahead.get(this.nextPart)) {
@@ -148,18 +174,31 @@ export class SourceAssembly {
   private addBytes(piece: { from: number; to: number; total: number }, data: Buffer): void {
     const { from, to, total } = piece;
     if (to - from + 1 !== data.length) {
-      throw badRequest('invalid-content-range', `The range ${from}-${to} does not match ${data.length} bytes.`);
+      throw badRequest(
+        'invalid-content-range',
+        `The range ${from}-${to} does not match ${data.length} bytes.`,
+      );
     }
     if (this.declaredTotal !== null && total !== this.declaredTotal) {
-      throw badRequest('invalid-content-range', `The total was declared as ${this.declaredTotal}, not ${total}.`);
+      throw badRequest(
+        'invalid-content-range',
+        `The total was declared as ${this.declaredTotal}, not ${total}.`,
+      );
     }
     checkPartSize(data.length, to === total - 1);
     if (from < this.hashedBytes) {
-      throw badRequest('emulator-range-already-assembled', `Bytes from ${from} were already assembled.`);
+      throw badRequest(
+        'emulator-range-already-assembled',
+        `Bytes from ${from} were already assembled.`,
+      );
     }
     this.declaredTotal = total;
     this.ahead.set(from, data);
-    for (let next = this.ahead.get(this.hashedBytes); next; next = this.ahead.get(this.hashedBytes)) {
+    for (
+      let next = this.ahead.get(this.hashedBytes);
+      next;
+      next = this.ahead.get(this.hashedBytes)
+    ) {
       this.ahead.delete(this.hashedBytes);
       this.fold(next);
     }
@@ -183,10 +222,18 @@ export class SourceAssembly {
 
 function checkPartSize(size: number, isFinal: boolean): void {
   if (size > MAX_PART) {
-    throw badRequest('uploaded-part-too-large', `A part is limited to 128 MiB, got ${size} bytes.`, 'file');
+    throw badRequest(
+      'uploaded-part-too-large',
+      `A part is limited to 128 MiB, got ${size} bytes.`,
+      'file',
+    );
   }
   if (!isFinal && size < MIN_PART) {
-    throw badRequest('uploaded-part-too-small', `A part other than the last must be at least 5 MiB, got ${size} bytes.`, 'file');
+    throw badRequest(
+      'uploaded-part-too-small',
+      `A part other than the last must be at least 5 MiB, got ${size} bytes.`,
+      'file',
+    );
   }
 }
 

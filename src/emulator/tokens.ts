@@ -26,7 +26,12 @@ export class TokenStore {
     this.access.set(access, Date.now() + this.ttlSeconds * 1000);
     this.refresh.add(refresh);
     this.issued += 1;
-    return { token_type: 'Bearer', expires_in: this.ttlSeconds, access_token: access, refresh_token: refresh };
+    return {
+      token_type: 'Bearer',
+      expires_in: this.ttlSeconds,
+      access_token: access,
+      refresh_token: refresh,
+    };
   }
 
   /** A refresh token is good once. */

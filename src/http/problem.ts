@@ -4,7 +4,10 @@ import { RelayError, isRelayError, toProblem } from '../errors';
 
 export function sendProblem(res: Response, err: RelayError, requestId: string): void {
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
-  res.status(err.status).type('application/problem+json').send(JSON.stringify(toProblem(err, requestId)));
+  res
+    .status(err.status)
+    .type('application/problem+json')
+    .send(JSON.stringify(toProblem(err, requestId)));
 }
 
 export const routeNotFound: RequestHandler = (req, _res, next) =>
@@ -14,9 +17,13 @@ export const routeNotFound: RequestHandler = (req, _res, next) =>
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     const relayError = isRelayError(err) ? err : fromExpress(err);
-    if (relayError.code === 'internal_error') logger.error({ err, requestId: req.id }, 'unexpected error');
+    if (relayError.code === 'internal_error')
+      logger.error({ err, requestId: req.id }, 'unexpected error');
     if (relayError.code === 'upstream_key_rejected') {
-      logger.error({ event: 'upstream_key_rejected', requestId: req.id }, 'api.video rejected APIVIDEO_API_KEY: no upload can succeed until it is fixed');
+      logger.error(
+        { event: 'upstream_key_rejected', requestId: req.id },
+        'api.video rejected APIVIDEO_API_KEY: no upload can succeed until it is fixed',
+      );
     }
     if (res.headersSent) return void res.destroy();
     sendProblem(res, relayError, String(req.id));

@@ -5,7 +5,12 @@ import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
 import { abortable } from '../upload/abortable';
 import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
-import { ClientGone, relayUpload, type RelaySettings, type UploadProgress } from '../upload/relay-upload';
+import {
+  ClientGone,
+  relayUpload,
+  type RelaySettings,
+  type UploadProgress,
+} from '../upload/relay-upload';
 import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
 import { PassThrough, type Readable } from 'node:stream';
 
@@ -31,7 +36,12 @@ interface Intake {
 export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
   return async (req, res, next) => {
     const started = performance.now();
-    const progress: UploadProgress = { createdContainer: false, bytes: 0, partsAcknowledged: 0, retries: 0 };
+    const progress: UploadProgress = {
+      createdContainer: false,
+      bytes: 0,
+      partsAcknowledged: 0,
+      retries: 0,
+    };
     const stop = new AbortController();
     res.once('close', () => res.writableFinished || stop.abort(new ClientGone()));
     const deadline = uploadDeadline(deps.settings.requestTimeoutMs, stop);
@@ -44,12 +54,18 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         progress,
         logger: req.log,
       });
-      res.status(201).location(`/v1/videos/${encodeURIComponent(video.videoId)}`).json(video);
+      res
+        .status(201)
+        .location(`/v1/videos/${encodeURIComponent(video.videoId)}`)
+        .json(video);
       logOutcome(req.log, progress, started, 'completed');
     } catch (err) {
       intake?.stop();
       if (err instanceof ClientGone) {
-        req.log.warn({ event: 'upload_aborted', videoId: progress.videoId, bytesReceived: progress.bytes }, 'upload_aborted');
+        req.log.warn(
+          { event: 'upload_aborted', videoId: progress.videoId, bytesReceived: progress.bytes },
+          'upload_aborted',
+        );
         return logOutcome(req.log, progress, started, 'client_aborted');
       }
       logOutcome(req.log, progress, started, isRelayError(err) ? err.code : 'internal_error');
@@ -70,16 +86,22 @@ function uploadDeadline(ms: number, stop: AbortController): NodeJS.Timeout | und
 
 async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> {
   const type = (req.headers['content-type'] ?? '').toLowerCase();
-  const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  const declared =
+    req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
   const max = deps.settings.maxFileSize;
   if (type.startsWith('multipart/form-data')) {
-    if (max > 0 && declared !== undefined && declared > max + FORM_OVERHEAD_ALLOWANCE) throw tooLarge(max);
+    if (max > 0 && declared !== undefined && declared > max + FORM_OVERHEAD_ALLOWANCE)
+      throw tooLarge(max);
     const form = await receiveMultipart(req, deps.formLimits);
     return {
       file: form.stream,
       target: uploadTarget(form.fields, form.filename),
       bodyComplete: form.complete,
-      classifyStreamError: (err) => new RelayError('malformed_multipart', `The multipart body is malformed: ${(err as Error).message}.`),
+      classifyStreamError: (err) =>
+        new RelayError(
+          'malformed_multipart',
+          `The multipart body is malformed: ${(err as Error).message}.`,
+        ),
       stop: form.stop,
     };
   }
@@ -124,7 +146,12 @@ function lingerOnUnreadBody(req: Request, res: Response): void {
   });
 }
 
-function logOutcome(logger: Logger, progress: UploadProgress, started: number, outcome: string): void {
+function logOutcome(
+  logger: Logger,
+  progress: UploadProgress,
+  started: number,
+  outcome: string,
+): void {
   const durationMs = Math.round(performance.now() - started);
   const mib = progress.bytes / 1024 / 1024;
   logger.info(

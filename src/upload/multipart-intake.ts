@@ -49,26 +49,55 @@ export function receiveMultipart(req: IncomingMessage, limits: FormLimits): Prom
       else reject(err);
     };
     parser.on('field', (name, value, info) => {
-      if (fileSeen) return fail(new RelayError('field_after_file', `The field "${name}" came after the file; send text fields first.`));
-      if (info.valueTruncated) return fail(new RelayError('invalid_field', `The field "${name}" is longer than ${limits.fieldSize} bytes.`));
+      if (fileSeen)
+        return fail(
+          new RelayError(
+            'field_after_file',
+            `The field "${name}" came after the file; send text fields first.`,
+          ),
+        );
+      if (info.valueTruncated)
+        return fail(
+          new RelayError(
+            'invalid_field',
+            `The field "${name}" is longer than ${limits.fieldSize} bytes.`,
+          ),
+        );
       fields.set(name, [...(fields.get(name) ?? []), value]);
     });
     parser.on('file', (name, stream, info) => {
       if (fileSeen) {
         stream.resume();
-        return fail(new RelayError('too_many_files', 'The form has more than one file; send one file per request.'));
+        return fail(
+          new RelayError(
+            'too_many_files',
+            'The form has more than one file; send one file per request.',
+          ),
+        );
       }
       if (name !== 'file') {
         stream.resume();
-        return fail(new RelayError('file_missing', `The file must be in a field named "file", not "${name}".`));
+        return fail(
+          new RelayError(
+            'file_missing',
+            `The file must be in a field named "file", not "${name}".`,
+          ),
+        );
       }
       fileSeen = true;
       resolve({ stream, filename: info.filename, fields, complete, stop });
     });
-    parser.on('fieldsLimit', () => fail(new RelayError('invalid_field', `The form has more than ${limits.fields} fields.`)));
-    parser.on('error', (err: Error) => fail(new RelayError('malformed_multipart', `The multipart body is malformed: ${err.message}.`)));
+    parser.on('fieldsLimit', () =>
+      fail(new RelayError('invalid_field', `The form has more than ${limits.fields} fields.`)),
+    );
+    parser.on('error', (err: Error) =>
+      fail(
+        new RelayError('malformed_multipart', `The multipart body is malformed: ${err.message}.`),
+      ),
+    );
     parser.on('close', () => {
-      if (!fileSeen) reject(new RelayError('file_missing', 'The form has no file field named "file".'));
+      if (!fileSeen)
+        reject(new RelayError('file_missing', 'The form has no file field named "file".'));
       settleComplete();
     });
     req.pipe(parser);

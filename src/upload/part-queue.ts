@@ -23,7 +23,8 @@ export class PartQueue<T> {
 
   /** Resolves when another part may be sent; rejects once a part has failed. */
   async room(): Promise<void> {
-    while (this.inFlight.size >= this.concurrency && !this.failure) await Promise.race(this.inFlight);
+    while (this.inFlight.size >= this.concurrency && !this.failure)
+      await Promise.race(this.inFlight);
     this.throwIfFailed();
   }
 

@@ -87,12 +87,17 @@ class Upload {
     this.signal = AbortSignal.any([request.signal, this.internal.signal]);
     this.signal.addEventListener('abort', this.stopReading, { once: true });
     this.cutter = new PartCutter(settings.partSize);
-    this.queue = new PartQueue(settings.partConcurrency, (part, isLast) => this.sendPart(part, isLast), (err) =>
-      this.internal.abort(err),
+    this.queue = new PartQueue(
+      settings.partConcurrency,
+      (part, isLast) => this.sendPart(part, isLast),
+      (err) => this.internal.abort(err),
     );
     this.idle = new IdleTimer(settings.idleTimeoutMs, () =>
       this.internal.abort(
-        new RelayError('upload_idle_timeout', `No data from the client for ${settings.idleTimeoutMs} ms.`),
+        new RelayError(
+          'upload_idle_timeout',
+          `No data from the client for ${settings.idleTimeoutMs} ms.`,
+        ),
       ),
     );
   }
@@ -119,7 +124,10 @@ class Upload {
     progress.bytes += chunk.length;
     const { maxFileSize } = this.settings;
     if (maxFileSize > 0 && progress.bytes > maxFileSize) {
-      throw new RelayError('file_too_large', `The file is larger than ${formatBytes(maxFileSize)}.`);
+      throw new RelayError(
+        'file_too_large',
+        `The file is larger than ${formatBytes(maxFileSize)}.`,
+      );
     }
     if (progress.videoId === undefined && chunk.length > 0) await this.openContainer();
     for (const part of this.cutter.push(chunk)) {
@@ -148,10 +156,16 @@ class Upload {
 
   private async sendPart(part: Part, isLast: boolean): Promise<Video> {
     const { progress } = this.request;
-    const video = await this.client.uploadPart(progress.videoId!, part.number, isLast, part.chunks, {
-      signal: this.signal,
-      onRetry: () => (progress.retries += 1),
-    });
+    const video = await this.client.uploadPart(
+      progress.videoId!,
+      part.number,
+      isLast,
+      part.chunks,
+      {
+        signal: this.signal,
+        onRetry: () => (progress.retries += 1),
+      },
+    );
     progress.partsAcknowledged += 1;
     return video;
   }
@@ -165,8 +179,15 @@ class Upload {
     if (progress.createdContainer && progress.videoId) {
       await this.client
         .deleteVideo(progress.videoId, { signal: AbortSignal.timeout(30_000) })
-        .then(() => logger.info({ videoId: progress.videoId }, 'deleted the container of a failed upload'))
-        .catch((e: unknown) => logger.warn({ videoId: progress.videoId, err: String(e) }, 'could not delete the container of a failed upload'));
+        .then(() =>
+          logger.info({ videoId: progress.videoId }, 'deleted the container of a failed upload'),
+        )
+        .catch((e: unknown) =>
+          logger.warn(
+            { videoId: progress.videoId, err: String(e) },
+            'could not delete the container of a failed upload',
+          ),
+        );
     }
     return reason instanceof ClientGone ? reason : toRelayError(reason);
   }

@@ -1,17 +1,33 @@
-import { ApiVideoHttpError, ApiVideoKeyRejectedError, ApiVideoNetworkError } from '../apivideo/errors';
+import {
+  ApiVideoHttpError,
+  ApiVideoKeyRejectedError,
+  ApiVideoNetworkError,
+} from '../apivideo/errors';
 import { RelayError, isRelayError } from '../errors';
 
 /** What the client is told when api.video fails us. Never the key, never a stack. */
 export function toRelayError(err: unknown): RelayError {
   if (isRelayError(err)) return err;
   if (err instanceof ApiVideoKeyRejectedError) {
-    return new RelayError('upstream_key_rejected', 'The relay is not able to upload right now; its operator has been told.', { cause: err });
+    return new RelayError(
+      'upstream_key_rejected',
+      'The relay is not able to upload right now; its operator has been told.',
+      { cause: err },
+    );
   }
   if (err instanceof ApiVideoHttpError) {
-    return new RelayError('upstream_failed', `api.video answered ${err.status}: ${err.problemTitle}`, { cause: err });
+    return new RelayError(
+      'upstream_failed',
+      `api.video answered ${err.status}: ${err.problemTitle}`,
+      { cause: err },
+    );
   }
   if (err instanceof ApiVideoNetworkError) {
-    return new RelayError('upstream_unreachable', `api.video could not be reached (${err.causeCode})`, { cause: err });
+    return new RelayError(
+      'upstream_unreachable',
+      `api.video could not be reached (${err.causeCode})`,
+      { cause: err },
+    );
   }
   return new RelayError('internal_error', 'The upload failed unexpectedly.', { cause: err });
 }

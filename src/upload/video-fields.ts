@@ -5,7 +5,8 @@ import type { VideoCreationPayload } from '../apivideo/types';
 export type FieldValues = Map<string, string[]>;
 
 /** Where the file goes: a container the relay creates, or one the client already has. */
-export type UploadTarget = { kind: 'create'; payload: VideoCreationPayload } | { kind: 'existing'; videoId: string };
+export type UploadTarget =
+  { kind: 'create'; payload: VideoCreationPayload } | { kind: 'existing'; videoId: string };
 
 const VIDEO_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_TEXT = 4096;
@@ -13,7 +14,9 @@ const MAX_TEXT = 4096;
 export function fieldValuesFromQuery(query: Record<string, unknown>): FieldValues {
   const values: FieldValues = new Map();
   for (const [name, value] of Object.entries(query)) {
-    const list = (Array.isArray(value) ? value : [value]).filter((v): v is string => typeof v === 'string');
+    const list = (Array.isArray(value) ? value : [value]).filter(
+      (v): v is string => typeof v === 'string',
+    );
     values.set(name, list);
   }
   return values;
@@ -28,12 +31,14 @@ export function uploadTarget(fields: FieldValues, filename: string | undefined):
     const list = fields.get(name);
     if (!list || list.length === 0) return undefined;
     if (list.length > 1) throw new RelayError('invalid_field', `"${name}" may be given once`);
-    if (list[0]!.length > MAX_TEXT) throw new RelayError('invalid_field', `"${name}" is longer than ${MAX_TEXT} characters`);
+    if (list[0]!.length > MAX_TEXT)
+      throw new RelayError('invalid_field', `"${name}" is longer than ${MAX_TEXT} characters`);
     return list[0];
   };
   const videoId = one('videoId');
   if (videoId !== undefined) {
-    if (!VIDEO_ID.test(videoId)) throw new RelayError('invalid_field', '"videoId" is not a video id');
+    if (!VIDEO_ID.test(videoId))
+      throw new RelayError('invalid_field', '"videoId" is not a video id');
     return { kind: 'existing', videoId };
   }
   const payload: VideoCreationPayload = { title: one('title') ?? titleFromFilename(filename) };
@@ -73,7 +78,8 @@ function parseMetadata(text: string): Array<{ key: string; value: string }> {
     throw new RelayError('invalid_field', '"metadata" must be a JSON object');
   }
   return Object.entries(parsed).map(([key, value]) => {
-    if (typeof value !== 'string') throw new RelayError('invalid_field', `"metadata.${key}" must be a string`);
+    if (typeof value !== 'string')
+      throw new RelayError('invalid_field', `"metadata.${key}" must be a string`);
     return { key, value };
   });
 }

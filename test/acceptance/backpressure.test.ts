@@ -35,7 +35,11 @@ afterAll(async () => {
 
 test('512 MiB through a slow upstream: memory stays within the bound, bytes exact', async () => {
   // Warm up, so the baseline includes the code paths and pools an upload uses.
-  await request(`${relay.url}/v1/videos?title=warmup`, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: Buffer.alloc(1000) }).then((r) => r.body.dump());
+  await request(`${relay.url}/v1/videos?title=warmup`, {
+    method: 'POST',
+    headers: { 'content-type': 'video/mp4' },
+    body: Buffer.alloc(1000),
+  }).then((r) => r.body.dump());
   await new Promise((r) => setTimeout(r, 300));
   const idle = relay.rss();
   emulator.faults.add({ target: 'part', delayMs: 250, times: 1000 });
@@ -52,10 +56,16 @@ test('512 MiB through a slow upstream: memory stays within the bound, bytes exac
   clearInterval(sampler);
   emulator.faults.clear();
   expect(res.statusCode).toBe(201);
-  expect(inspectVideo(emulator, body.videoId)).toMatchObject({ completed: true, size: SIZE, sha256: file.sha256() });
+  expect(inspectVideo(emulator, body.videoId)).toMatchObject({
+    completed: true,
+    size: SIZE,
+    sha256: file.sha256(),
+  });
   // The client really was held back: 32 parts, 2 at a time, 250 ms each.
   expect(Date.now() - started).toBeGreaterThan((SIZE / PART / CONCURRENCY) * 250);
   const growth = peak - idle;
-  console.log(`relay RSS idle ${(idle / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB, growth ${(growth / MiB).toFixed(0)} MiB (bound ${BOUND / MiB} MiB)`);
+  console.log(
+    `relay RSS idle ${(idle / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB, growth ${(growth / MiB).toFixed(0)} MiB (bound ${BOUND / MiB} MiB)`,
+  );
   expect(growth).toBeLessThanOrEqual(BOUND);
 }, 120_000);

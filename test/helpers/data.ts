@@ -19,7 +19,10 @@ export function randomBytesOf(size: number): Buffer {
 }
 
 /** A stream of `size` random bytes, generated as it is read; `sha256()` is known at its end. */
-export function randomStream(size: number, chunkSize = 256 * 1024): Readable & { sha256(): string } {
+export function randomStream(
+  size: number,
+  chunkSize = 256 * 1024,
+): Readable & { sha256(): string } {
   const hash = createHash('sha256');
   let left = size;
   let digest: string | undefined;
@@ -55,5 +58,10 @@ export async function tempFile(size: number, name = 'clip.mp4'): Promise<TempFil
   const path = join(dir, name);
   const source = randomStream(size);
   await pipeline(source, createWriteStream(path));
-  return { path, size, sha256: source.sha256(), remove: () => rm(dir, { recursive: true, force: true }) };
+  return {
+    path,
+    size,
+    sha256: source.sha256(),
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
 }

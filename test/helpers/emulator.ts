@@ -2,7 +2,9 @@ import { startEmulator, type RunningEmulator } from '../../src/emulator/app';
 
 export const TEST_API_KEY = 'test-key-7c1f9a2e5b';
 
-export function startTestEmulator(options: { tokenTtlSeconds?: number } = {}): Promise<RunningEmulator> {
+export function startTestEmulator(
+  options: { tokenTtlSeconds?: number } = {},
+): Promise<RunningEmulator> {
   return startEmulator({ apiKey: TEST_API_KEY, ...options });
 }
 

@@ -21,7 +21,9 @@ export function cleanEnv(env: Record<string, string>): Record<string, string> {
 }
 
 /** Runs `node dist/main.js` to completion (for start-up failures). */
-export function runToExit(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runToExit(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [MAIN], { env: cleanEnv(env) });
     let stdout = '';
@@ -34,7 +36,9 @@ export function runToExit(env: Record<string, string>): Promise<{ code: number |
 
 /** Starts the relay as its own process on an ephemeral port and waits for its "listening" line (info level). */
 export async function startRelayProcess(env: Record<string, string>): Promise<RelayProcess> {
-  const child = spawn(process.execPath, [MAIN], { env: cleanEnv({ PORT: '0', HOST: '127.0.0.1', ...env }) });
+  const child = spawn(process.execPath, [MAIN], {
+    env: cleanEnv({ PORT: '0', HOST: '127.0.0.1', ...env }),
+  });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -56,7 +60,9 @@ export async function startRelayProcess(env: Record<string, string>): Promise<Re
     url,
     output: () => output,
     exited,
-    rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024,
+    rss: () =>
+      Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) *
+      1024,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null) child.kill(signal);
       return exited;

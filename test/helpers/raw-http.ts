@@ -28,7 +28,11 @@ export class RawHttp {
   }
 
   head(path: string, headers: Record<string, string>): this {
-    const lines = [`POST ${path} HTTP/1.1`, 'Host: relay.test', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    const lines = [
+      `POST ${path} HTTP/1.1`,
+      'Host: relay.test',
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    ];
     this.socket.write(lines.join('\r\n') + '\r\n\r\n');
     return this;
   }
@@ -72,7 +76,10 @@ function parse(text: string): RawAnswer {
   if (end < 0) return { status: 0, headers: {}, body: '' };
   const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
   const headers = Object.fromEntries(
-    lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+    lines.map((l) => [
+      l.slice(0, l.indexOf(':')).toLowerCase(),
+      l.slice(l.indexOf(':') + 1).trim(),
+    ]),
   );
   return { status: Number(statusLine!.split(' ')[1]), headers, body: text.slice(end + 4) };
 }

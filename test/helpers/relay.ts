@@ -30,7 +30,10 @@ export interface TestRelayOptions {
  * The real app on an ephemeral port, pointed at an emulator, with short retry waits and its logs
  * kept in memory so tests can read them.
  */
-export async function startTestRelay(emulator: RunningEmulator, options: TestRelayOptions = {}): Promise<TestRelay> {
+export async function startTestRelay(
+  emulator: RunningEmulator,
+  options: TestRelayOptions = {},
+): Promise<TestRelay> {
   const apiKey = options.apiKey ?? TEST_API_KEY;
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -55,7 +58,12 @@ export async function startTestRelay(emulator: RunningEmulator, options: TestRel
     maxAttempts: config.apivideo.maxAttempts,
     retry: { baseDelayMs: 5, maxDelayMs: 100 },
   });
-  const app = createApp({ config, logger, apivideo: client, readiness: { isReady: () => options.ready ?? true } });
+  const app = createApp({
+    config,
+    logger,
+    apivideo: client,
+    readiness: { isReady: () => options.ready ?? true },
+  });
   const server = createHttpServer(app, config);
   const url = await listen(server, 0, '127.0.0.1');
   return {

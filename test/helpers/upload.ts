@@ -25,7 +25,9 @@ export function multipartAround(
       `--${boundary}\r\nContent-Disposition: form-data; name="${options.fieldName ?? 'file'}"; filename="${options.filename ?? 'clip.mp4'}"\r\n` +
       'Content-Type: video/mp4\r\n\r\n',
   );
-  const tail = Buffer.from('\r\n' + (options.after ?? []).map(field).join('') + `--${boundary}--\r\n`);
+  const tail = Buffer.from(
+    '\r\n' + (options.after ?? []).map(field).join('') + `--${boundary}--\r\n`,
+  );
   async function* parts() {
     yield head;
     for await (const chunk of file) yield chunk as Buffer;
@@ -38,17 +40,30 @@ export function multipartAround(
   };
 }
 
-async function send(url: string, headers: Record<string, string>, body: Readable): Promise<UploadAnswer> {
+async function send(
+  url: string,
+  headers: Record<string, string>,
+  body: Readable,
+): Promise<UploadAnswer> {
   const res = await request(url, { method: 'POST', headers, body });
   const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+  };
 }
 
 /** Uploads `size` random bytes as a multipart form; returns the answer and the bytes' SHA-256. */
 export async function uploadMultipart(
   relayUrl: string,
   size: number,
-  options: { fields?: Fields; after?: Fields; filename?: string; headers?: Record<string, string> } = {},
+  options: {
+    fields?: Fields;
+    after?: Fields;
+    filename?: string;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<UploadAnswer & { sha256: string }> {
   const file = randomStream(size);
   const form = multipartAround(file, size, options);
@@ -69,7 +84,11 @@ export async function uploadRaw(
   const file = randomStream(size);
   const answer = await send(
     `${relayUrl}/v1/videos${options.query ? `?${options.query}` : ''}`,
-    { 'content-type': options.contentType ?? 'video/mp4', 'content-length': String(size), ...options.headers },
+    {
+      'content-type': options.contentType ?? 'video/mp4',
+      'content-length': String(size),
+      ...options.headers,
+    },
     file,
   );
   return { ...answer, sha256: file.sha256() };

@@ -11,7 +11,11 @@ afterEach(() => emulator.faults.clear());
 const BASIC = 'Basic ' + Buffer.from(`${TEST_API_KEY}:`).toString('base64');
 const MiB = 1024 * 1024;
 
-async function call(method: string, path: string, options: { auth?: string; json?: unknown; body?: Buffer; headers?: Record<string, string> } = {}) {
+async function call(
+  method: string,
+  path: string,
+  options: { auth?: string; json?: unknown; body?: Buffer; headers?: Record<string, string> } = {},
+) {
   const headers: Record<string, string> = { ...options.headers };
   if (options.auth !== '') headers.authorization = options.auth ?? BASIC;
   let body: string | Buffer | undefined;
@@ -21,23 +25,44 @@ async function call(method: string, path: string, options: { auth?: string; json
   } else if (options.body) body = options.body;
   const res = await request(emulator.url + path, { method: method as 'GET', headers, body });
   const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    body: text ? JSON.parse(text) : undefined,
+  };
 }
 
 function form(files: Array<{ name: string; data: Buffer }>): { body: Buffer; type: string } {
   const boundary = 'XyZ';
-  const parts = files.map(
-    (f) => Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${f.name}"; filename="${f.name}.bin"\r\n\r\n`), f.data, Buffer.from('\r\n')]),
+  const parts = files.map((f) =>
+    Buffer.concat([
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${f.name}"; filename="${f.name}.bin"\r\n\r\n`,
+      ),
+      f.data,
+      Buffer.from('\r\n'),
+    ]),
   );
-  return { body: Buffer.concat([...parts, Buffer.from(`--${boundary}--\r\n`)]), type: `multipart/form-data; boundary=${boundary}` };
+  return {
+    body: Buffer.concat([...parts, Buffer.from(`--${boundary}--\r\n`)]),
+    type: `multipart/form-data; boundary=${boundary}`,
+  };
 }
 
-async function upload(videoId: string, range: string | undefined, files: Array<{ name: string; data: Buffer }>) {
+async function upload(
+  videoId: string,
+  range: string | undefined,
+  files: Array<{ name: string; data: Buffer }>,
+) {
   const { body, type } = form(files);
-  return call('POST', `/videos/${videoId}/source`, { body, headers: { 'content-type': type, ...(range ? { 'content-range': range } : {}) } });
+  return call('POST', `/videos/${videoId}/source`, {
+    body,
+    headers: { 'content-type': type, ...(range ? { 'content-range': range } : {}) },
+  });
 }
 
-const newVideo = async () => (await call('POST', '/videos', { json: { title: 't' } })).body.videoId as string;
+const newVideo = async () =>
+  (await call('POST', '/videos', { json: { title: 't' } })).body.videoId as string;
 
 describe('authentication', () => {
   test('Basic with the key works; a wrong key or none is 401 problem+json', async () => {
@@ -51,44 +76,84 @@ describe('authentication', () => {
 
   test('Bearer: /auth/api-key gives a token; a wrong key there is 400 authentication-invalid-user-credentials', async () => {
     const good = await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } });
-    expect(good.body).toMatchObject({ token_type: 'Bearer', expires_in: 3600, access_token: expect.any(String), refresh_token: expect.any(String) });
-    expect((await call('GET', '/videos', { auth: `Bearer ${good.body.access_token}` })).status).toBe(200);
+    expect(good.body).toMatchObject({
+      token_type: 'Bearer',
+      expires_in: 3600,
+      access_token: expect.any(String),
+      refresh_token: expect.any(String),
+    });
+    expect(
+      (await call('GET', '/videos', { auth: `Bearer ${good.body.access_token}` })).status,
+    ).toBe(200);
     const bad = await call('POST', '/auth/api-key', { auth: '', json: { apiKey: 'wrong' } });
     expect(bad.status).toBe(400);
     expect(bad.body.type).toMatch(/authentication-invalid-user-credentials$/);
   });
 
   test('expired tokens get 401; /auth/refresh gives a new one, once per refresh token', async () => {
-    const pair = (await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } })).body;
+    const pair = (await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } }))
+      .body;
     emulator.tokens.expireAll();
-    expect((await call('GET', '/videos', { auth: `Bearer ${pair.access_token}` })).status).toBe(401);
-    const renewed = await call('POST', '/auth/refresh', { auth: '', json: { refreshToken: pair.refresh_token } });
-    expect((await call('GET', '/videos', { auth: `Bearer ${renewed.body.access_token}` })).status).toBe(200);
-    expect((await call('POST', '/auth/refresh', { auth: '', json: { refreshToken: pair.refresh_token } })).status).toBe(400);
+    expect((await call('GET', '/videos', { auth: `Bearer ${pair.access_token}` })).status).toBe(
+      401,
+    );
+    const renewed = await call('POST', '/auth/refresh', {
+      auth: '',
+      json: { refreshToken: pair.refresh_token },
+    });
+    expect(
+      (await call('GET', '/videos', { auth: `Bearer ${renewed.body.access_token}` })).status,
+    ).toBe(200);
+    expect(
+      (
+        await call('POST', '/auth/refresh', {
+          auth: '',
+          json: { refreshToken: pair.refresh_token },
+        })
+      ).status,
+    ).toBe(400);
   });
 
   test('a token lifetime can be shortened', async () => {
     emulator.tokens.setTtl(1);
-    const pair = (await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } })).body;
+    const pair = (await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } }))
+      .body;
     expect(pair.expires_in).toBe(1);
     await new Promise((r) => setTimeout(r, 1100));
-    expect((await call('GET', '/videos', { auth: `Bearer ${pair.access_token}` })).status).toBe(401);
+    expect((await call('GET', '/videos', { auth: `Bearer ${pair.access_token}` })).status).toBe(
+      401,
+    );
     emulator.tokens.setTtl(3600);
   });
 });
 
 describe('containers', () => {
   test('create (title required), get, status, delete, then 404', async () => {
-    expect((await call('POST', '/videos', { json: {} })).body).toMatchObject({ status: 400, name: 'title' });
-    const created = await call('POST', '/videos', { json: { title: 'A', tags: ['x'], metadata: [{ key: 'k', value: 'v' }] } });
+    expect((await call('POST', '/videos', { json: {} })).body).toMatchObject({
+      status: 400,
+      name: 'title',
+    });
+    const created = await call('POST', '/videos', {
+      json: { title: 'A', tags: ['x'], metadata: [{ key: 'k', value: 'v' }] },
+    });
     expect(created.status).toBe(201);
     expect(created.headers['content-type']).toBe('application/json');
     const id = created.body.videoId as string;
     expect(id).toMatch(/^vi[A-Za-z0-9]{22}$/);
-    expect((await call('GET', `/videos/${id}`)).body).toMatchObject({ videoId: id, title: 'A', tags: ['x'], assets: { player: expect.stringContaining(id) } });
-    expect((await call('GET', `/videos/${id}/status`)).body).toMatchObject({ ingest: { status: null, receivedParts: { parts: [] } } });
+    expect((await call('GET', `/videos/${id}`)).body).toMatchObject({
+      videoId: id,
+      title: 'A',
+      tags: ['x'],
+      assets: { player: expect.stringContaining(id) },
+    });
+    expect((await call('GET', `/videos/${id}/status`)).body).toMatchObject({
+      ingest: { status: null, receivedParts: { parts: [] } },
+    });
     expect((await call('DELETE', `/videos/${id}`)).status).toBe(204);
-    expect((await call('GET', `/videos/${id}`)).body).toMatchObject({ status: 404, type: expect.stringMatching(/resource-not-found$/) });
+    expect((await call('GET', `/videos/${id}`)).body).toMatchObject({
+      status: 404,
+      type: expect.stringMatching(/resource-not-found$/),
+    });
     expect((await call('DELETE', `/videos/${id}`)).status).toBe(404);
   });
 
@@ -103,25 +168,44 @@ describe('POST /videos/{id}/source over HTTP', () => {
   test('zero files, two files: 400 with their own types', async () => {
     const id = await newVideo();
     expect((await upload(id, 'part 1/1', [])).body.type).toMatch(/uploaded-file-no-file$/);
-    const two = await upload(id, 'part 1/1', [{ name: 'a', data: Buffer.from('1') }, { name: 'b', data: Buffer.from('2') }]);
+    const two = await upload(id, 'part 1/1', [
+      { name: 'a', data: Buffer.from('1') },
+      { name: 'b', data: Buffer.from('2') },
+    ]);
     expect(two.body.type).toMatch(/uploaded-file-multiple-files$/);
   });
 
   test('parts with any field name; status shows progress; one upload per container', async () => {
     const id = await newVideo();
-    expect((await upload(id, 'part 2/*', [{ name: 'whatever', data: Buffer.alloc(5 * MiB) }])).status).toBe(201);
-    expect((await call('GET', `/videos/${id}/status`)).body.ingest).toMatchObject({ status: 'uploading', receivedParts: { parts: [2], total: null } });
-    expect((await upload(id, 'part 1/*', [{ name: 'file', data: Buffer.alloc(5 * MiB) }])).status).toBe(201);
+    expect(
+      (await upload(id, 'part 2/*', [{ name: 'whatever', data: Buffer.alloc(5 * MiB) }])).status,
+    ).toBe(201);
+    expect((await call('GET', `/videos/${id}/status`)).body.ingest).toMatchObject({
+      status: 'uploading',
+      receivedParts: { parts: [2], total: null },
+    });
+    expect(
+      (await upload(id, 'part 1/*', [{ name: 'file', data: Buffer.alloc(5 * MiB) }])).status,
+    ).toBe(201);
     const last = await upload(id, 'part 3/3', [{ name: 'file', data: Buffer.from('end') }]);
     expect(last.status).toBe(201);
     expect(last.body.videoId).toBe(id);
-    expect((await call('GET', `/videos/${id}/status`)).body.ingest).toMatchObject({ status: 'uploaded', filesize: 10 * MiB + 3, receivedParts: { parts: [1, 2, 3], total: 3 } });
+    expect((await call('GET', `/videos/${id}/status`)).body.ingest).toMatchObject({
+      status: 'uploaded',
+      filesize: 10 * MiB + 3,
+      receivedParts: { parts: [1, 2, 3], total: 3 },
+    });
     const again = await upload(id, 'part 1/1', [{ name: 'file', data: Buffer.from('x') }]);
-    expect(again.body).toMatchObject({ status: 400, type: expect.stringMatching(/video-source-already-uploaded$/) });
+    expect(again.body).toMatchObject({
+      status: 400,
+      type: expect.stringMatching(/video-source-already-uploaded$/),
+    });
   });
 
   test('a part for an unknown video is 404', async () => {
-    expect((await upload('viNope', 'part 1/1', [{ name: 'file', data: Buffer.from('x') }])).status).toBe(404);
+    expect(
+      (await upload('viNope', 'part 1/1', [{ name: 'file', data: Buffer.from('x') }])).status,
+    ).toBe(404);
   });
 });
 
@@ -140,9 +224,15 @@ describe('fault injection', () => {
   test('a chosen part only: part 2 fails, part 1 does not', async () => {
     const id = await newVideo();
     emulator.faults.add({ target: 'part', part: 2, status: 503 });
-    expect((await upload(id, 'part 1/*', [{ name: 'file', data: Buffer.alloc(5 * MiB) }])).status).toBe(201);
-    expect((await upload(id, 'part 2/2', [{ name: 'file', data: Buffer.from('x') }])).status).toBe(503);
-    expect((await upload(id, 'part 2/2', [{ name: 'file', data: Buffer.from('x') }])).status).toBe(201);
+    expect(
+      (await upload(id, 'part 1/*', [{ name: 'file', data: Buffer.alloc(5 * MiB) }])).status,
+    ).toBe(201);
+    expect((await upload(id, 'part 2/2', [{ name: 'file', data: Buffer.from('x') }])).status).toBe(
+      503,
+    );
+    expect((await upload(id, 'part 2/2', [{ name: 'file', data: Buffer.from('x') }])).status).toBe(
+      201,
+    );
   });
 
   test('a delay', async () => {
@@ -155,7 +245,9 @@ describe('fault injection', () => {
   test('a dropped connection mid-request', async () => {
     const id = await newVideo();
     emulator.faults.add({ target: 'part', drop: true });
-    await expect(upload(id, 'part 1/1', [{ name: 'file', data: Buffer.alloc(MiB) }])).rejects.toThrow();
+    await expect(
+      upload(id, 'part 1/1', [{ name: 'file', data: Buffer.alloc(MiB) }]),
+    ).rejects.toThrow();
     expect(emulator.videos.inspect(id)!.assembly.summary().parts).toEqual([]);
   });
 
@@ -163,13 +255,21 @@ describe('fault injection', () => {
     const id = await newVideo();
     emulator.stats.reset();
     emulator.faults.add({ target: 'part', delayMs: 200, times: 3 });
-    await Promise.all([1, 2, 3].map((n) => upload(id, `part ${n}/*`, [{ name: 'file', data: Buffer.alloc(5 * MiB) }])));
+    await Promise.all(
+      [1, 2, 3].map((n) =>
+        upload(id, `part ${n}/*`, [{ name: 'file', data: Buffer.alloc(5 * MiB) }]),
+      ),
+    );
     expect(emulator.stats.maxPartsInFlight).toBe(3);
     expect(emulator.stats.partsInFlight).toBe(0);
   });
 
   test('the control API sets faults and reads records over HTTP (for tests of a separate process)', async () => {
-    const add = await request(`${emulator.url}/_emulator/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: 'create', status: 500 }) });
+    const add = await request(`${emulator.url}/_emulator/faults`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ target: 'create', status: 500 }),
+    });
     expect(add.statusCode).toBe(201);
     await add.body.dump();
     expect((await call('POST', '/videos', { json: { title: 't' } })).status).toBe(500);

@@ -27,7 +27,12 @@ test('default upload, in one request, assembles the same bytes', async () => {
   const video = await api.videos.create({ title: 'whole' });
   await api.videos.upload(video.videoId, file.path);
   const seen = inspectVideo(emulator, video.videoId);
-  expect(seen).toMatchObject({ mode: 'whole', completed: true, size: file.size, sha256: file.sha256 });
+  expect(seen).toMatchObject({
+    mode: 'whole',
+    completed: true,
+    size: file.size,
+    sha256: file.sha256,
+  });
 });
 
 test('default upload in 5 MiB chunks (part N/M) assembles the same bytes', async () => {
@@ -37,7 +42,12 @@ test('default upload in 5 MiB chunks (part N/M) assembles the same bytes', async
   const seen = inspectVideo(emulator, video.videoId);
   expect(seen.mode).toBe('part');
   expect(seen.parts.map((p) => p.number)).toEqual([1, 2, 3]);
-  expect(seen).toMatchObject({ completed: true, size: file.size, sha256: file.sha256, declaredTotal: 3 });
+  expect(seen).toMatchObject({
+    completed: true,
+    size: file.size,
+    sha256: file.sha256,
+    declaredTotal: 3,
+  });
 });
 
 test('a progressive upload session (part N/*, then N/N) assembles the same bytes', async () => {
@@ -49,7 +59,12 @@ test('a progressive upload session (part N/*, then N/N) assembles the same bytes
   const done = await session.uploadLastPart(parts.at(-1)!.path);
   expect(done.videoId).toBe(video.videoId);
   const seen = inspectVideo(emulator, video.videoId);
-  expect(seen).toMatchObject({ mode: 'part', completed: true, size: file.size, sha256: file.sha256 });
+  expect(seen).toMatchObject({
+    mode: 'part',
+    completed: true,
+    size: file.size,
+    sha256: file.sha256,
+  });
   await Promise.all(parts.map((p) => p.remove()));
 });
 
@@ -58,7 +73,10 @@ test('the client reports the emulator’s errors: a second upload to a finished 
   const video = await api.videos.create({ title: 'twice' });
   await api.videos.upload(video.videoId, file.path);
   await expect(api.videos.upload(video.videoId, file.path)).rejects.toMatchObject({
-    problemDetails: { status: 400, type: 'https://docs.api.video/reference/video-source-already-uploaded' },
+    problemDetails: {
+      status: 400,
+      type: 'https://docs.api.video/reference/video-source-already-uploaded',
+    },
   });
 });
 
@@ -73,7 +91,12 @@ async function splitFile(source: TempFile, size: number): Promise<TempFile[]> {
     const path = join(dir, `part${n}.bin`);
     const slice = bytes.subarray(offset, offset + size);
     await writeFile(path, slice);
-    parts.push({ path, size: slice.length, sha256: '', remove: () => rm(dir, { recursive: true, force: true }) });
+    parts.push({
+      path,
+      size: slice.length,
+      sha256: '',
+      remove: () => rm(dir, { recursive: true, force: true }),
+    });
   }
   return parts;
 }

@@ -54,7 +54,11 @@ test('a rejected key: not ready (503), and an error line for the operator withou
 
 test('api.video unreachable: not ready', async () => {
   const logger = createLogger({ level: 'silent' });
-  const client = new ApiVideoClient({ apiKey: TEST_API_KEY, baseUrl: 'http://127.0.0.1:9', maxAttempts: 1 });
+  const client = new ApiVideoClient({
+    apiKey: TEST_API_KEY,
+    baseUrl: 'http://127.0.0.1:9',
+    maxAttempts: 1,
+  });
   const keyCheck = new KeyCheck(client, logger, 60_000);
   await keyCheck.start();
   expect(keyCheck.isReady()).toBe(false);

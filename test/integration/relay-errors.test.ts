@@ -15,7 +15,9 @@ let emulator: RunningEmulator;
 let relay: TestRelay;
 beforeAll(async () => {
   emulator = await startTestEmulator();
-  relay = await startTestRelay(emulator, { env: { UPLOAD_MAX_FILE_SIZE: '64MiB', UPLOAD_IDLE_TIMEOUT_MS: '400' } });
+  relay = await startTestRelay(emulator, {
+    env: { UPLOAD_MAX_FILE_SIZE: '64MiB', UPLOAD_IDLE_TIMEOUT_MS: '400' },
+  });
 });
 afterAll(async () => {
   await relay.close();
@@ -35,7 +37,10 @@ async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void>
 
 describe('the problem+json shape', () => {
   test('415 for a body that is neither multipart nor a video: code, request id, no stack', async () => {
-    const res = await request(relay.url).post('/v1/videos').set('Content-Type', 'text/plain').send('hello');
+    const res = await request(relay.url)
+      .post('/v1/videos')
+      .set('Content-Type', 'text/plain')
+      .send('hello');
     expect(res.status).toBe(415);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(res.body).toEqual({
@@ -54,7 +59,9 @@ describe('the problem+json shape', () => {
     expect(res.status).toBe(404);
     expect(res.headers['x-request-id']).toBe('trace-42');
     expect(res.body).toMatchObject({ code: 'route_not_found', requestId: 'trace-42' });
-    const hostile = await request(relay.url).get('/healthz').set('X-Request-Id', 'a\tb'.repeat(100));
+    const hostile = await request(relay.url)
+      .get('/healthz')
+      .set('X-Request-Id', 'a\tb'.repeat(100));
     expect(hostile.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
@@ -68,7 +75,9 @@ describe('bad forms', () => {
   });
 
   test('a file under another field name: file_missing', async () => {
-    const res = await request(relay.url).post('/v1/videos').attach('video', Buffer.from('abc'), 'a.mp4');
+    const res = await request(relay.url)
+      .post('/v1/videos')
+      .attach('video', Buffer.from('abc'), 'a.mp4');
     expect(res.body).toMatchObject({ status: 400, code: 'file_missing' });
   });
 
@@ -78,7 +87,10 @@ describe('bad forms', () => {
       .attach('file', randomBytesOf(6 * MiB), 'a.mp4')
       .attach('file', Buffer.from('second'), 'b.mp4');
     expect(res.body).toMatchObject({ status: 400, code: 'too_many_files' });
-    expect(inspectVideo(emulator, newestVideo().videoId)).toMatchObject({ deleted: true, completed: false });
+    expect(inspectVideo(emulator, newestVideo().videoId)).toMatchObject({
+      deleted: true,
+      completed: false,
+    });
   });
 
   test('a field after the file: field_after_file, the container deleted, the last part never sent', async () => {
@@ -92,15 +104,26 @@ describe('bad forms', () => {
 
   test('an invalid field value: invalid_field, nothing created', async () => {
     const before = videoCount();
-    for (const [name, value] of [['public', 'maybe'], ['metadata', '[1]'], ['metadata', '{"a":1}'], ['videoId', '../x']]) {
-      const res = await request(relay.url).post('/v1/videos').field(name!, value!).attach('file', Buffer.from('x'), 'a.mp4');
+    for (const [name, value] of [
+      ['public', 'maybe'],
+      ['metadata', '[1]'],
+      ['metadata', '{"a":1}'],
+      ['videoId', '../x'],
+    ]) {
+      const res = await request(relay.url)
+        .post('/v1/videos')
+        .field(name!, value!)
+        .attach('file', Buffer.from('x'), 'a.mp4');
       expect(res.body).toMatchObject({ status: 400, code: 'invalid_field' });
     }
     expect(videoCount()).toBe(before);
   });
 
   test('a multipart type without a boundary: malformed_multipart', async () => {
-    const res = await request(relay.url).post('/v1/videos').set('Content-Type', 'multipart/form-data').send('x');
+    const res = await request(relay.url)
+      .post('/v1/videos')
+      .set('Content-Type', 'multipart/form-data')
+      .send('x');
     expect(res.body).toMatchObject({ status: 400, code: 'malformed_multipart' });
   });
 
@@ -124,7 +147,10 @@ describe('bad forms', () => {
 
   test('a container the client named is never deleted, even when its upload fails', async () => {
     const own = emulator.videos.create({ title: 'theirs' });
-    const answer = await uploadMultipart(relay.url, 7 * MiB, { fields: [['videoId', own.videoId]], after: [['x', 'y']] });
+    const answer = await uploadMultipart(relay.url, 7 * MiB, {
+      fields: [['videoId', own.videoId]],
+      after: [['x', 'y']],
+    });
     expect(answer.body).toMatchObject({ code: 'field_after_file' });
     expect(inspectVideo(emulator, own.videoId).deleted).toBe(false);
   });
@@ -163,7 +189,9 @@ describe('size limit (64 MiB here)', () => {
     }
     await eventually(() => inspectVideo(emulator, newestVideo().videoId).deleted);
     expect(inspectVideo(emulator, newestVideo().videoId).completed).toBe(false);
-    const line = relay.logs().find((l) => l.event === 'upload_finished' && l.videoId === newestVideo().videoId);
+    const line = relay
+      .logs()
+      .find((l) => l.event === 'upload_finished' && l.videoId === newestVideo().videoId);
     expect(line).toMatchObject({ outcome: 'file_too_large' });
     expect(line!.bytes as number).toBeLessThanOrEqual(64 * MiB + 1024 * 1024);
   });
@@ -173,22 +201,36 @@ describe('the client', () => {
   test('disconnects mid-upload: in-flight parts stop, the container is deleted, upload_aborted is logged', async () => {
     const client = await RawHttp.open(relay.url);
     const head = '--B\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n';
-    client.head('/v1/videos', { 'Content-Type': 'multipart/form-data; boundary=B', 'Content-Length': String(50 * MiB) });
+    client.head('/v1/videos', {
+      'Content-Type': 'multipart/form-data; boundary=B',
+      'Content-Length': String(50 * MiB),
+    });
     await client.write(head);
     await client.write(randomBytesOf(12 * MiB));
-    await eventually(() => emulator.videos.all().length > 0 && inspectVideo(emulator, newestVideo().videoId).parts.length >= 1);
+    await eventually(
+      () =>
+        emulator.videos.all().length > 0 &&
+        inspectVideo(emulator, newestVideo().videoId).parts.length >= 1,
+    );
     const { videoId } = newestVideo();
     client.destroy();
     await eventually(() => inspectVideo(emulator, videoId).deleted);
     expect(inspectVideo(emulator, videoId).completed).toBe(false);
-    await eventually(() => relay.logs().some((l) => l.event === 'upload_aborted' && l.videoId === videoId));
-    const aborted = relay.logs().find((l) => l.event === 'upload_aborted' && l.videoId === videoId)!;
+    await eventually(() =>
+      relay.logs().some((l) => l.event === 'upload_aborted' && l.videoId === videoId),
+    );
+    const aborted = relay
+      .logs()
+      .find((l) => l.event === 'upload_aborted' && l.videoId === videoId)!;
     expect(aborted.bytesReceived as number).toBeGreaterThanOrEqual(10 * MiB);
   });
 
   test('stops sending for longer than UPLOAD_IDLE_TIMEOUT_MS: 408, the container is deleted', async () => {
     const client = await RawHttp.open(relay.url);
-    client.head('/v1/videos?title=stalled', { 'Content-Type': 'video/mp4', 'Content-Length': String(20 * MiB) });
+    client.head('/v1/videos?title=stalled', {
+      'Content-Type': 'video/mp4',
+      'Content-Length': String(20 * MiB),
+    });
     await client.write(randomBytesOf(6 * MiB));
     const answer = await client.answer();
     expect(answer.status).toBe(408);
@@ -200,7 +242,9 @@ describe('the client', () => {
 
 describe('UPLOAD_REQUEST_TIMEOUT_MS', () => {
   test('an upload still running after the limit: 408 upload_timeout, and the container is deleted', async () => {
-    const limited = await startTestRelay(emulator, { env: { UPLOAD_REQUEST_TIMEOUT_MS: '700', UPLOAD_IDLE_TIMEOUT_MS: '0' } });
+    const limited = await startTestRelay(emulator, {
+      env: { UPLOAD_REQUEST_TIMEOUT_MS: '700', UPLOAD_IDLE_TIMEOUT_MS: '0' },
+    });
     const client = await RawHttp.open(limited.url);
     client.head('/v1/videos', { 'Content-Type': 'video/mp4', 'Content-Length': String(20 * MiB) });
     await client.write(randomBytesOf(6 * MiB));

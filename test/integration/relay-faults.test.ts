@@ -13,7 +13,9 @@ let emulator: RunningEmulator;
 let relay: TestRelay;
 beforeAll(async () => {
   emulator = await startTestEmulator();
-  relay = await startTestRelay(emulator, { env: { UPSTREAM_MAX_ATTEMPTS: '3', LOG_LEVEL: 'info' } });
+  relay = await startTestRelay(emulator, {
+    env: { UPSTREAM_MAX_ATTEMPTS: '3', LOG_LEVEL: 'info' },
+  });
 });
 afterAll(async () => {
   await relay.close();
@@ -26,7 +28,10 @@ function finishedLine(videoId: string) {
 }
 
 const survivable: Array<[string, FaultRule]> = [
-  ['part 2 answered 429 with a retry header', { target: 'part', part: 2, status: 429, retryAfter: 1 }],
+  [
+    'part 2 answered 429 with a retry header',
+    { target: 'part', part: 2, status: 429, retryAfter: 1 },
+  ],
   ['part 2 answered 500 twice', { target: 'part', part: 2, status: 500, times: 2 }],
   ['part 2 dropped mid-request', { target: 'part', part: 2, drop: true }],
   ['container creation answered 503', { target: 'create', status: 503 }],
@@ -37,9 +42,17 @@ test.each(survivable)('%s: the upload still completes byte-exact', async (_name,
   const answer = await uploadMultipart(relay.url, 12 * MiB);
   expect(answer.status).toBe(201);
   const videoId = answer.body.videoId as string;
-  expect(inspectVideo(emulator, videoId)).toMatchObject({ completed: true, size: 12 * MiB, sha256: answer.sha256 });
+  expect(inspectVideo(emulator, videoId)).toMatchObject({
+    completed: true,
+    size: 12 * MiB,
+    sha256: answer.sha256,
+  });
   expect(inspectVideo(emulator, videoId).parts.map((p) => p.number)).toEqual([1, 2, 3]);
-  expect(finishedLine(videoId)).toMatchObject({ outcome: 'completed', retries: rule.times ?? 1, parts: 3 });
+  expect(finishedLine(videoId)).toMatchObject({
+    outcome: 'completed',
+    retries: rule.times ?? 1,
+    parts: 3,
+  });
 });
 
 test('a 429 waits as long as the header asks', async () => {
@@ -57,7 +70,10 @@ test('a fault that outlasts the retries: 502 with the upstream title, and the co
   expect(answer.body).toMatchObject({ code: 'upstream_failed', status: 502 });
   expect(answer.body.detail).toContain('Injected fault.');
   const created = emulator.videos.all().at(-1)!;
-  expect(inspectVideo(emulator, created.videoId)).toMatchObject({ deleted: true, completed: false });
+  expect(inspectVideo(emulator, created.videoId)).toMatchObject({
+    deleted: true,
+    completed: false,
+  });
   expect(finishedLine(created.videoId)).toMatchObject({ outcome: 'upstream_failed' });
 });
 
@@ -70,18 +86,26 @@ test('a 4xx that retrying cannot mend is not retried', async () => {
 });
 
 describe('parts in flight', () => {
-  test.each([1, 2, 4])('concurrency %i: the emulator sees exactly that many parts at once', async (concurrency) => {
-    const own = await startTestRelay(emulator, { env: { UPLOAD_PART_CONCURRENCY: String(concurrency), LOG_LEVEL: 'warn' } });
-    emulator.faults.add({ target: 'part', delayMs: 150, times: 100 });
-    emulator.stats.reset();
-    const answer = await uploadMultipart(own.url, 30 * MiB + 1);
-    await own.close();
-    expect(answer.status).toBe(201);
-    expect(inspectVideo(emulator, answer.body.videoId as string)).toMatchObject({ completed: true, sha256: answer.sha256 });
-    expect(emulator.stats.maxPartsInFlight).toBe(concurrency);
-    // The part labelled N/N went alone: api.video completes the video on it.
-    const last = emulator.stats.partLog.at(-1)!;
-    expect(last.contentRange).toBe('part 7/7');
-    expect(last.othersInFlight).toBe(0);
-  });
+  test.each([1, 2, 4])(
+    'concurrency %i: the emulator sees exactly that many parts at once',
+    async (concurrency) => {
+      const own = await startTestRelay(emulator, {
+        env: { UPLOAD_PART_CONCURRENCY: String(concurrency), LOG_LEVEL: 'warn' },
+      });
+      emulator.faults.add({ target: 'part', delayMs: 150, times: 100 });
+      emulator.stats.reset();
+      const answer = await uploadMultipart(own.url, 30 * MiB + 1);
+      await own.close();
+      expect(answer.status).toBe(201);
+      expect(inspectVideo(emulator, answer.body.videoId as string)).toMatchObject({
+        completed: true,
+        sha256: answer.sha256,
+      });
+      expect(emulator.stats.maxPartsInFlight).toBe(concurrency);
+      // The part labelled N/N went alone: api.video completes the video on it.
+      const last = emulator.stats.partLog.at(-1)!;
+      expect(last.contentRange).toBe('part 7/7');
+      expect(last.othersInFlight).toBe(0);
+    },
+  );
 });

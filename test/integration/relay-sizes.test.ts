@@ -10,12 +10,26 @@ import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { uploadMultipart, uploadRaw } from '../helpers/upload';
 
 function sizesFor(part: number): number[] {
-  const sizes = [1, 5 * MiB - 1, 5 * MiB, 5 * MiB + 1, part - 1, part, part + 1, 2 * part - 1, 2 * part, 2 * part + 1, 3 * part];
+  const sizes = [
+    1,
+    5 * MiB - 1,
+    5 * MiB,
+    5 * MiB + 1,
+    part - 1,
+    part,
+    part + 1,
+    2 * part - 1,
+    2 * part,
+    2 * part + 1,
+    3 * part,
+  ];
   return [...new Set(sizes)].sort((a, b) => a - b);
 }
 
 const table = [5 * MiB, 16 * MiB].flatMap((partSize) =>
-  (['multipart', 'raw'] as const).flatMap((kind) => sizesFor(partSize).map((size) => ({ partSize, kind, size }))),
+  (['multipart', 'raw'] as const).flatMap((kind) =>
+    sizesFor(partSize).map((size) => ({ partSize, kind, size })),
+  ),
 );
 
 let emulator: RunningEmulator;
@@ -23,7 +37,12 @@ const relays = new Map<number, TestRelay>();
 beforeAll(async () => {
   emulator = await startTestEmulator();
   for (const partSize of [5 * MiB, 16 * MiB]) {
-    relays.set(partSize, await startTestRelay(emulator, { env: { UPLOAD_PART_SIZE: String(partSize), LOG_LEVEL: 'info' } }));
+    relays.set(
+      partSize,
+      await startTestRelay(emulator, {
+        env: { UPLOAD_PART_SIZE: String(partSize), LOG_LEVEL: 'info' },
+      }),
+    );
   }
 });
 afterAll(async () => {
@@ -31,24 +50,29 @@ afterAll(async () => {
   await emulator.close();
 });
 
-test.each(table)('$kind, part size $partSize, file of $size bytes', async ({ partSize, kind, size }) => {
-  const relay = relays.get(partSize)!;
-  const upload = kind === 'multipart' ? uploadMultipart : uploadRaw;
-  const answer = await upload(relay.url, size);
-  expect(answer.status).toBe(201);
-  const videoId = answer.body.videoId as string;
-  expect(answer.headers.location).toBe(`/v1/videos/${videoId}`);
-  const seen = inspectVideo(emulator, videoId);
-  expect(seen).toMatchObject({ completed: true, size, sha256: answer.sha256 });
-  const expectedParts = Math.ceil(size / partSize);
-  expect(seen.parts.map((p) => p.number)).toEqual(Array.from({ length: expectedParts }, (_, i) => i + 1));
-  for (const part of seen.parts.slice(0, -1)) {
-    expect(part.size).toBe(partSize);
-    expect(part.label).toBe(`part ${part.number}/*`);
-  }
-  expect(seen.parts.at(-1)!.label).toBe(`part ${expectedParts}/${expectedParts}`);
-  expect(seen.parts.every((p) => p.received === 1)).toBe(true);
-});
+test.each(table)(
+  '$kind, part size $partSize, file of $size bytes',
+  async ({ partSize, kind, size }) => {
+    const relay = relays.get(partSize)!;
+    const upload = kind === 'multipart' ? uploadMultipart : uploadRaw;
+    const answer = await upload(relay.url, size);
+    expect(answer.status).toBe(201);
+    const videoId = answer.body.videoId as string;
+    expect(answer.headers.location).toBe(`/v1/videos/${videoId}`);
+    const seen = inspectVideo(emulator, videoId);
+    expect(seen).toMatchObject({ completed: true, size, sha256: answer.sha256 });
+    const expectedParts = Math.ceil(size / partSize);
+    expect(seen.parts.map((p) => p.number)).toEqual(
+      Array.from({ length: expectedParts }, (_, i) => i + 1),
+    );
+    for (const part of seen.parts.slice(0, -1)) {
+      expect(part.size).toBe(partSize);
+      expect(part.label).toBe(`part ${part.number}/*`);
+    }
+    expect(seen.parts.at(-1)!.label).toBe(`part ${expectedParts}/${expectedParts}`);
+    expect(seen.parts.every((p) => p.received === 1)).toBe(true);
+  },
+);
 
 test('an empty file is refused with empty_file and leaves no container behind', async () => {
   const relay = relays.get(5 * MiB)!;
@@ -83,7 +107,10 @@ test('metadata fields reach the container: title, description, public, tags, met
   });
   const raw = await uploadRaw(relay.url, 1000, { query: 'filename=beach.mov&tags=a&tags=b' });
   expect(raw.status).toBe(201);
-  expect(inspectVideo(emulator, raw.body.videoId as string).input).toEqual({ title: 'beach', tags: ['a', 'b'] });
+  expect(inspectVideo(emulator, raw.body.videoId as string).input).toEqual({
+    title: 'beach',
+    tags: ['a', 'b'],
+  });
   const untitled = await uploadMultipart(relay.url, 1000, { filename: 'my.clip.mp4' });
   expect(inspectVideo(emulator, untitled.body.videoId as string).input.title).toBe('my.clip');
 });
@@ -92,13 +119,21 @@ test('an upload into a container the client names uses it, and never creates one
   const relay = relays.get(5 * MiB)!;
   const existing = emulator.videos.create({ title: 'made elsewhere' });
   const before = emulator.videos.all().length;
-  const multipart = await uploadMultipart(relay.url, 6 * MiB, { fields: [['videoId', existing.videoId]] });
+  const multipart = await uploadMultipart(relay.url, 6 * MiB, {
+    fields: [['videoId', existing.videoId]],
+  });
   expect(multipart.status).toBe(201);
   expect(multipart.body.videoId).toBe(existing.videoId);
-  expect(inspectVideo(emulator, existing.videoId)).toMatchObject({ completed: true, sha256: multipart.sha256 });
+  expect(inspectVideo(emulator, existing.videoId)).toMatchObject({
+    completed: true,
+    sha256: multipart.sha256,
+  });
   const other = emulator.videos.create({ title: 'raw target' });
   const raw = await uploadRaw(relay.url, 2000, { query: `videoId=${other.videoId}` });
   expect(raw.status).toBe(201);
-  expect(inspectVideo(emulator, other.videoId)).toMatchObject({ completed: true, sha256: raw.sha256 });
+  expect(inspectVideo(emulator, other.videoId)).toMatchObject({
+    completed: true,
+    sha256: raw.sha256,
+  });
   expect(emulator.videos.all().length).toBe(before + 1); // only the one this test made itself
 });

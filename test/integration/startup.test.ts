@@ -8,10 +8,15 @@ import { runToExit, startRelayProcess } from '../helpers/process';
 const exec = promisify(execFile);
 
 test('invalid settings: exit 1 with every problem named, and no stack trace', async () => {
-  const { code, stdout, stderr } = await runToExit({ PORT: 'eighty', UPLOAD_PART_SIZE: '1MiB', UPLOAD_PART_CONCURRENCY: '99' });
+  const { code, stdout, stderr } = await runToExit({
+    PORT: 'eighty',
+    UPLOAD_PART_SIZE: '1MiB',
+    UPLOAD_PART_CONCURRENCY: '99',
+  });
   expect(code).toBe(1);
   expect(stderr).toMatch(/^Invalid configuration:\n/);
-  for (const name of ['PORT', 'UPLOAD_PART_SIZE', 'UPLOAD_PART_CONCURRENCY']) expect(stderr).toContain(`  - ${name}: `);
+  for (const name of ['PORT', 'UPLOAD_PART_SIZE', 'UPLOAD_PART_CONCURRENCY'])
+    expect(stderr).toContain(`  - ${name}: `);
   expect(stderr).not.toMatch(/\n\s+at /);
   expect(stdout).toBe('');
 });
@@ -30,14 +35,26 @@ describe('no key outside production', () => {
   test('starts the built-in emulator, says so in one line, and curl uploads through it byte-exact', async () => {
     const relay = await startRelayProcess({ UPLOAD_PART_SIZE: '5MiB' });
     try {
-      const lines = relay.output().split('\n').filter((l) => l.includes('built-in api.video emulator'));
+      const lines = relay
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('built-in api.video emulator'));
       expect(lines).toHaveLength(1);
       const emulatorUrl = (JSON.parse(lines[0]!) as { emulator: string }).emulator;
       expect(emulatorUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-      const { stdout } = await exec('curl', ['-sS', '-F', 'tags=curl', '-F', `file=@${file.path}`, `${relay.url}/v1/videos`]);
+      const { stdout } = await exec('curl', [
+        '-sS',
+        '-F',
+        'tags=curl',
+        '-F',
+        `file=@${file.path}`,
+        `${relay.url}/v1/videos`,
+      ]);
       const video = JSON.parse(stdout) as { videoId: string; title: string };
       expect(video.title).toBe('hello world');
-      const seen = await (await request(`${emulatorUrl}/_emulator/videos/${video.videoId}`)).body.json();
+      const seen = await (
+        await request(`${emulatorUrl}/_emulator/videos/${video.videoId}`)
+      ).body.json();
       expect(seen).toMatchObject({ completed: true, size: file.size, sha256: file.sha256 });
       expect((await request(`${relay.url}/readyz`)).statusCode).toBe(200);
     } finally {

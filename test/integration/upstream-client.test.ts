@@ -1,6 +1,10 @@
 /** The relay's api.video client against the emulator: every fault it must survive, and what it must not retry. */
 import { ApiVideoClient } from '../../src/apivideo/client';
-import { ApiVideoHttpError, ApiVideoKeyRejectedError, ApiVideoNetworkError } from '../../src/apivideo/errors';
+import {
+  ApiVideoHttpError,
+  ApiVideoKeyRejectedError,
+  ApiVideoNetworkError,
+} from '../../src/apivideo/errors';
 import type { RetryEvent } from '../../src/apivideo/transport';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
@@ -37,7 +41,11 @@ test('a part written from several chunks arrives as their concatenation', async 
   const { videoId } = await api.createVideo({ title: 'chunks' });
   const chunks = [randomBytesOf(3 * MiB), randomBytesOf(1), randomBytesOf(2 * MiB)];
   await api.uploadPart(videoId, 1, true, chunks);
-  expect(inspectVideo(emulator, videoId)).toMatchObject({ completed: true, sha256: sha256(chunks), size: 5 * MiB + 1 });
+  expect(inspectVideo(emulator, videoId)).toMatchObject({
+    completed: true,
+    sha256: sha256(chunks),
+    size: 5 * MiB + 1,
+  });
 });
 
 test.each([
@@ -73,7 +81,11 @@ test('at most UPSTREAM_MAX_ATTEMPTS tries, then the upstream problem as a typed 
   emulator.stats.reset();
   const error = await api.createVideo({ title: 'x' }).catch((e: unknown) => e);
   expect(error).toBeInstanceOf(ApiVideoHttpError);
-  expect(error).toMatchObject({ status: 500, problemTitle: 'Injected fault.', problemType: 'https://docs.api.video/reference/server-error' });
+  expect(error).toMatchObject({
+    status: 500,
+    problemTitle: 'Injected fault.',
+    problemType: 'https://docs.api.video/reference/server-error',
+  });
   expect(emulator.stats.requests).toBe(3);
 });
 
@@ -81,7 +93,10 @@ test('a 4xx other than 401/408/429 is not retried', async () => {
   const api = client();
   emulator.stats.reset();
   const error = await api.createVideo({ title: '' }).catch((e: unknown) => e);
-  expect(error).toMatchObject({ status: 400, problemType: expect.stringMatching(/attribute-required$/) });
+  expect(error).toMatchObject({
+    status: 400,
+    problemType: expect.stringMatching(/attribute-required$/),
+  });
   expect(emulator.stats.requests).toBe(1);
 });
 
@@ -89,7 +104,9 @@ test('network failures outlasting the attempts become ApiVideoNetworkError', asy
   const api = client({ maxAttempts: 2 });
   const { videoId } = await api.createVideo({ title: 'x' });
   emulator.faults.add({ target: 'part', drop: true, times: 2 });
-  const error = await api.uploadPart(videoId, 1, true, [Buffer.alloc(1000)]).catch((e: unknown) => e);
+  const error = await api
+    .uploadPart(videoId, 1, true, [Buffer.alloc(1000)])
+    .catch((e: unknown) => e);
   expect(error).toBeInstanceOf(ApiVideoNetworkError);
   expect((error as ApiVideoNetworkError).code).toBe('network_error');
 });
@@ -117,7 +134,9 @@ describe('abort', () => {
     const api = client();
     emulator.faults.add({ target: 'create', delayMs: 3000 });
     const started = Date.now();
-    await expect(api.createVideo({ title: 'x' }, { signal: AbortSignal.timeout(100) })).rejects.toMatchObject({ name: 'TimeoutError' });
+    await expect(
+      api.createVideo({ title: 'x' }, { signal: AbortSignal.timeout(100) }),
+    ).rejects.toMatchObject({ name: 'TimeoutError' });
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
@@ -127,7 +146,9 @@ describe('abort', () => {
     const started = Date.now();
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('user gone')), 100);
-    await expect(api.createVideo({ title: 'x' }, { signal: controller.signal })).rejects.toThrow('user gone');
+    await expect(api.createVideo({ title: 'x' }, { signal: controller.signal })).rejects.toThrow(
+      'user gone',
+    );
     expect(Date.now() - started).toBeLessThan(1000);
   });
 });
@@ -139,7 +160,11 @@ describe('Bearer tokens', () => {
     const issuedBefore = emulator.tokens.issued;
     emulator.tokens.expireAll();
     const events: RetryEvent[] = [];
-    const videos = await Promise.all([1, 2, 3, 4].map((n) => api.createVideo({ title: `v${n}` }, { onRetry: (e) => events.push(e) })));
+    const videos = await Promise.all(
+      [1, 2, 3, 4].map((n) =>
+        api.createVideo({ title: `v${n}` }, { onRetry: (e) => events.push(e) }),
+      ),
+    );
     expect(videos).toHaveLength(4);
     expect(emulator.tokens.issued).toBe(issuedBefore + 1);
     expect(events.every((e) => e.reason === 'auth_renewed')).toBe(true);

@@ -20,9 +20,20 @@ test('defaults', () => {
     host: '0.0.0.0',
     nodeEnv: 'development',
     logLevel: 'info',
-    apivideo: { apiKey: 'k-123456', baseUrl: 'https://ws.api.video', authScheme: 'basic', maxAttempts: 5 },
+    apivideo: {
+      apiKey: 'k-123456',
+      baseUrl: 'https://ws.api.video',
+      authScheme: 'basic',
+      maxAttempts: 5,
+    },
     useEmbeddedEmulator: false,
-    upload: { partSize: 16 * MiB, partConcurrency: 2, maxFileSize: 0, requestTimeoutMs: 0, idleTimeoutMs: 60000 },
+    upload: {
+      partSize: 16 * MiB,
+      partConcurrency: 2,
+      maxFileSize: 0,
+      requestTimeoutMs: 0,
+      idleTimeoutMs: 60000,
+    },
   });
 });
 
@@ -63,7 +74,9 @@ test.each([
 ])('%s=%j is reported by name', (name, value) => {
   const problems = problemsOf({ ...KEY, [name]: value });
   expect(problems).toHaveLength(1);
-  expect(problems[0]).toMatch(new RegExp(`^${name}: .*"${value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`));
+  expect(problems[0]).toMatch(
+    new RegExp(`^${name}: .*"${value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`),
+  );
 });
 
 test('every problem is reported at once, in one readable message', () => {
@@ -73,7 +86,12 @@ test('every problem is reported at once, in one readable message', () => {
   } catch (err) {
     error = err as ConfigError;
   }
-  expect(error?.problems.map((p) => p.split(':')[0])).toEqual(['APIVIDEO_API_KEY', 'PORT', 'LOG_LEVEL', 'UPLOAD_PART_SIZE']);
+  expect(error?.problems.map((p) => p.split(':')[0])).toEqual([
+    'APIVIDEO_API_KEY',
+    'PORT',
+    'LOG_LEVEL',
+    'UPLOAD_PART_SIZE',
+  ]);
   expect(error?.message.split('\n')).toHaveLength(5);
 });
 
@@ -83,7 +101,9 @@ test('no key outside production: the embedded emulator stands in', () => {
 });
 
 test('no key in production: refused, never the emulator', () => {
-  expect(problemsOf({ NODE_ENV: 'production' })).toEqual([expect.stringMatching(/^APIVIDEO_API_KEY: required when NODE_ENV=production/)]);
+  expect(problemsOf({ NODE_ENV: 'production' })).toEqual([
+    expect.stringMatching(/^APIVIDEO_API_KEY: required when NODE_ENV=production/),
+  ]);
   expect(loadConfig({ NODE_ENV: 'production', ...KEY }).useEmbeddedEmulator).toBe(false);
 });
 

@@ -10,12 +10,23 @@ const rows = [...doc.matchAll(/^\| `([a-z_]+)` \| (\d+) \| ([^|]+) \|/gm)].map((
 }));
 
 test('docs/errors.md lists exactly the codes of src/errors.ts, with their status and title', () => {
-  const table = Object.entries(ERROR_TABLE).map(([code, { status, title }]) => ({ code, status, title }));
+  const table = Object.entries(ERROR_TABLE).map(([code, { status, title }]) => ({
+    code,
+    status,
+    title,
+  }));
   expect(rows).toEqual(table);
 });
 
 test('codes are snake_case and a problem links to its row', () => {
   for (const code of Object.keys(ERROR_TABLE)) expect(code).toMatch(/^[a-z]+(_[a-z]+)*$/);
   const problem = toProblem(new RelayError('empty_file', 'no bytes'), 'req-1');
-  expect(problem).toEqual({ type: `${PROBLEM_TYPE_BASE}empty_file`, title: 'The file is empty', status: 400, detail: 'no bytes', code: 'empty_file', requestId: 'req-1' });
+  expect(problem).toEqual({
+    type: `${PROBLEM_TYPE_BASE}empty_file`,
+    title: 'The file is empty',
+    status: 400,
+    detail: 'no bytes',
+    code: 'empty_file',
+    requestId: 'req-1',
+  });
 });

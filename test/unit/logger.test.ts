@@ -17,18 +17,40 @@ const KEY = 'secret-api-key-123';
 test('credential headers and the configured key are redacted by path', () => {
   const { logger, text } = capture([KEY]);
   logger.info({
-    req: { headers: { authorization: 'Basic abc', cookie: 'sid=1', 'proxy-authorization': 'Basic xyz', accept: '*/*' } },
+    req: {
+      headers: {
+        authorization: 'Basic abc',
+        cookie: 'sid=1',
+        'proxy-authorization': 'Basic xyz',
+        accept: '*/*',
+      },
+    },
     config: { apivideo: { apiKey: 'other-key-999' } },
   });
-  const line = JSON.parse(text()) as { req: { headers: Record<string, string> }; config: { apivideo: { apiKey: string } } };
-  expect(line.req.headers).toEqual({ authorization: '[REDACTED]', cookie: '[REDACTED]', 'proxy-authorization': '[REDACTED]', accept: '*/*' });
+  const line = JSON.parse(text()) as {
+    req: { headers: Record<string, string> };
+    config: { apivideo: { apiKey: string } };
+  };
+  expect(line.req.headers).toEqual({
+    authorization: '[REDACTED]',
+    cookie: '[REDACTED]',
+    'proxy-authorization': '[REDACTED]',
+    accept: '*/*',
+  });
   expect(line.config.apivideo.apiKey).toBe('[REDACTED]');
 });
 
 test('the key is scrubbed wherever else it turns up, plain or as Basic credentials', () => {
   const { logger, text } = capture([KEY]);
   const basic = Buffer.from(`${KEY}:`).toString('base64');
-  logger.error({ err: new Error(`request failed for ${KEY}`), url: `https://x/?k=${KEY}`, header: `Basic ${basic}` }, `msg ${KEY}`);
+  logger.error(
+    {
+      err: new Error(`request failed for ${KEY}`),
+      url: `https://x/?k=${KEY}`,
+      header: `Basic ${basic}`,
+    },
+    `msg ${KEY}`,
+  );
   expect(text()).not.toContain(KEY);
   expect(text()).not.toContain(basic);
   expect(text()).toContain('[REDACTED]');

@@ -12,10 +12,14 @@ function deferred() {
 
 test('room() waits while `concurrency` parts are in flight, and frees up as they finish', async () => {
   const pending = new Map<number, ReturnType<typeof deferred>>();
-  const queue = new PartQueue(2, (p) => {
-    pending.set(p.number, deferred());
-    return pending.get(p.number)!.promise;
-  }, () => undefined);
+  const queue = new PartQueue(
+    2,
+    (p) => {
+      pending.set(p.number, deferred());
+      return pending.get(p.number)!.promise;
+    },
+    () => undefined,
+  );
   await queue.room();
   queue.send(part(1));
   await queue.room();
@@ -32,10 +36,16 @@ test('room() waits while `concurrency` parts are in flight, and frees up as they
 test('the last part goes only after every earlier part is acknowledged', async () => {
   const order: string[] = [];
   const first = deferred();
-  const queue = new PartQueue(4, (p, isLast) => {
-    order.push(`start ${p.number}${isLast ? ' last' : ''}`);
-    return p.number === 1 ? first.promise.then((v) => (order.push('ack 1'), v)) : Promise.resolve('ack');
-  }, () => undefined);
+  const queue = new PartQueue(
+    4,
+    (p, isLast) => {
+      order.push(`start ${p.number}${isLast ? ' last' : ''}`);
+      return p.number === 1
+        ? first.promise.then((v) => (order.push('ack 1'), v))
+        : Promise.resolve('ack');
+    },
+    () => undefined,
+  );
   queue.send(part(1));
   queue.send(part(2));
   const done = queue.finish(part(3));
@@ -49,8 +59,10 @@ test('the last part goes only after every earlier part is acknowledged', async (
 test('a failure is reported once, stops room() and finish(), and leaves no unhandled rejection', async () => {
   const failures: unknown[] = [];
   const boom = new Error('boom');
-  const queue = new PartQueue(2, (p) => (p.number === 1 ? Promise.reject(boom) : Promise.resolve('ok')), (e) =>
-    failures.push(e),
+  const queue = new PartQueue(
+    2,
+    (p) => (p.number === 1 ? Promise.reject(boom) : Promise.resolve('ok')),
+    (e) => failures.push(e),
   );
   queue.send(part(1));
   queue.send(part(2));

@@ -1,5 +1,9 @@
 import { RelayError } from '../../src/errors';
-import { fieldValuesFromQuery, titleFromFilename, uploadTarget } from '../../src/upload/video-fields';
+import {
+  fieldValuesFromQuery,
+  titleFromFilename,
+  uploadTarget,
+} from '../../src/upload/video-fields';
 
 const fields = (entries: Array<[string, string]>) => {
   const map = new Map<string, string[]>();
@@ -20,17 +24,35 @@ test.each([
 
 test('all fields become the creation payload', () => {
   const target = uploadTarget(
-    fields([['title', 'T'], ['description', 'D'], ['public', 'false'], ['tags', 'a'], ['tags', 'b'], ['metadata', '{"k":"v"}'], ['playerId', 'pt1']]),
+    fields([
+      ['title', 'T'],
+      ['description', 'D'],
+      ['public', 'false'],
+      ['tags', 'a'],
+      ['tags', 'b'],
+      ['metadata', '{"k":"v"}'],
+      ['playerId', 'pt1'],
+    ]),
     'f.mp4',
   );
   expect(target).toEqual({
     kind: 'create',
-    payload: { title: 'T', description: 'D', public: false, tags: ['a', 'b'], metadata: [{ key: 'k', value: 'v' }], playerId: 'pt1' },
+    payload: {
+      title: 'T',
+      description: 'D',
+      public: false,
+      tags: ['a', 'b'],
+      metadata: [{ key: 'k', value: 'v' }],
+      playerId: 'pt1',
+    },
   });
 });
 
 test('videoId names an existing container', () => {
-  expect(uploadTarget(fields([['videoId', 'vi123']]), undefined)).toEqual({ kind: 'existing', videoId: 'vi123' });
+  expect(uploadTarget(fields([['videoId', 'vi123']]), undefined)).toEqual({
+    kind: 'existing',
+    videoId: 'vi123',
+  });
 });
 
 test.each([
@@ -47,9 +69,22 @@ test.each([
 });
 
 test('a field given twice where once is allowed is invalid_field', () => {
-  expect(() => uploadTarget(fields([['title', 'a'], ['title', 'b']]), undefined)).toThrow(RelayError);
+  expect(() =>
+    uploadTarget(
+      fields([
+        ['title', 'a'],
+        ['title', 'b'],
+      ]),
+      undefined,
+    ),
+  ).toThrow(RelayError);
 });
 
 test('query strings keep repeated names', () => {
-  expect(fieldValuesFromQuery({ tags: ['a', 'b'], title: 'x' })).toEqual(new Map([['tags', ['a', 'b']], ['title', ['x']]]));
+  expect(fieldValuesFromQuery({ tags: ['a', 'b'], title: 'x' })).toEqual(
+    new Map([
+      ['tags', ['a', 'b']],
+      ['title', ['x']],
+    ]),
+  );
 });
