@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ERROR_TABLE, PROBLEM_TYPE_BASE, RelayError, toProblem } from '../../src/errors';
 
 const doc = readFileSync(join(__dirname, '../../docs/errors.md'), 'utf8');
-const rows = [...doc.matchAll(/^\| `([a-z_]+)` \| (\d+) \| ([^|]+) \|/gm)].map((m) => ({
+const rows = [...doc.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|/gm)].map((m) => ({
   code: m[1],
   status: Number(m[2]),
   title: m[3]!.trim(),
