@@ -3,11 +3,13 @@ import { join } from 'node:path';
 import { ERROR_TABLE, PROBLEM_TYPE_BASE, RelayError, toProblem } from '../../src/errors';
 
 const doc = readFileSync(join(__dirname, '../../docs/errors.md'), 'utf8');
-const rows = [...doc.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|/gm)].map((m) => ({
-  code: m[1],
-  status: Number(m[2]),
-  title: m[3]!.trim(),
-}));
+const rows = [...doc.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|/gm)].map(
+  (m) => ({
+    code: m[1],
+    status: Number(m[2]),
+    title: m[3]!.trim(),
+  }),
+);
 
 test('docs/errors.md lists exactly the codes of src/errors.ts, with their status and title', () => {
   const table = Object.entries(ERROR_TABLE).map(([code, { status, title }]) => ({
