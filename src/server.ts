@@ -17,6 +17,8 @@ export function createHttpServer(
     {
       requestTimeout: 0,
       headersTimeout: config.headersTimeoutMs,
+      // Node checks header deadlines on this tick (30 s by default), which would stretch the guard.
+      connectionsCheckingInterval: Math.min(config.headersTimeoutMs, 5_000),
       keepAliveTimeout: 5_000,
     },
     app,

@@ -88,7 +88,10 @@ export async function startEmulator(
   server.listen(options.port ?? 0, options.host ?? '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
-  const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
+  const host =
+    options.host && options.host !== '0.0.0.0' && options.host !== '::'
+      ? options.host
+      : '127.0.0.1';
   return {
     ...emulator,
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,

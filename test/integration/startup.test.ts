@@ -62,3 +62,51 @@ describe('no key outside production', () => {
     }
   });
 });
+
+test('npm run emulator: the emulator alone, port from EMULATOR_PORT, key from EMULATOR_API_KEY', async () => {
+  const { spawn } = await import('node:child_process');
+  const { join } = await import('node:path');
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const child = spawn(process.execPath, [join(__dirname, '../../dist/emulator/main.js')], {
+    env: {
+      PATH: process.env.PATH!,
+      EMULATOR_PORT: String(port),
+      EMULATOR_API_KEY: 'standalone-key',
+      EMULATOR_HOST: '127.0.0.1',
+    },
+  });
+  try {
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    const auth = (key: string) => ({
+      authorization: 'Basic ' + Buffer.from(`${key}:`).toString('base64'),
+    });
+    const good = await request(`http://127.0.0.1:${port}/videos`, {
+      headers: auth('standalone-key'),
+    });
+    expect(good.statusCode).toBe(200);
+    await good.body.dump();
+    const bad = await request(`http://127.0.0.1:${port}/videos`, { headers: auth('other') });
+    expect(bad.statusCode).toBe(401);
+    await bad.body.dump();
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
+  }
+});
+
+test('HTTP_HEADERS_TIMEOUT_MS: a client that never finishes its headers is cut off', async () => {
+  const { connect } = await import('node:net');
+  const relay = await startRelayProcess({ HTTP_HEADERS_TIMEOUT_MS: '1000' });
+  try {
+    const socket = connect(Number(new URL(relay.url).port), '127.0.0.1');
+    socket.write('POST /v1/videos HTTP/1.1\r\nHost: x\r\n'); // and never the blank line
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    const started = Date.now();
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  } finally {
+    await relay.stop();
+  }
+});
