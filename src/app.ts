@@ -1,60 +1,92 @@
+import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
+import type { Logger, SerializedRequest } from 'pino';
 import { pinoHttp } from 'pino-http';
-import type { SerializedRequest } from 'pino';
-import type { Logger } from 'pino';
 import type { ApiVideoClient } from './apivideo/client';
 import type { Config } from './config';
+import { clientAuth, metricsAuth } from './http/client-auth';
 import { healthRoutes, type Readiness } from './http/health';
 import { problemHandler, routeNotFound } from './http/problem';
 import { requestId } from './http/request-id';
 import { uploadRoute } from './http/upload-route';
+import { uploadSlots } from './http/upload-slots';
 import { getVideoRoute } from './http/videos-route';
+import { Lifecycle } from './lifecycle';
+import { RelayMetrics } from './metrics';
 
 export interface AppDeps {
   config: Config;
   logger: Logger;
   apivideo: ApiVideoClient;
   readiness: Readiness;
+  metrics?: RelayMetrics;
+  lifecycle?: Lifecycle;
 }
 
 /** Builds the relay from explicit parts: no environment, no globals, so tests can build many. */
-export function createApp({ config, logger, apivideo, readiness }: AppDeps): express.Express {
+export function createApp(deps: AppDeps): express.Express {
+  const { config, logger, apivideo } = deps;
+  const metrics = deps.metrics ?? new RelayMetrics();
+  const lifecycle = deps.lifecycle ?? new Lifecycle();
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: requestId,
-      // Headers only at debug: they are noise at info, and redaction covers their credentials.
-      serializers: {
-        req: (req: SerializedRequest) => ({
-          id: req.id,
-          method: req.method,
-          url: req.url,
-          remoteAddress: req.remoteAddress,
-          ...(logger.isLevelEnabled('debug') ? { headers: req.headers } : {}),
-        }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-      // Probes every few seconds would drown the upload lines.
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
-    }),
-  );
+  app.set('trust proxy', config.http.trustProxy);
+  app.use(requestLogger(logger));
   app.use(helmet());
-  app.use(healthRoutes(readiness));
+  if (config.http.corsOrigins.length > 0) app.use(corsFor(config.http.corsOrigins));
+  app.use(healthRoutes({ isReady: () => !lifecycle.draining && deps.readiness.isReady() }));
+  app.get('/metrics', metricsAuth(config.auth.metricsToken), async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  const authenticate = clientAuth(config.auth);
   app.post(
     '/v1/videos',
+    authenticate,
+    uploadSlots(config.limits, lifecycle),
     uploadRoute({
       client: apivideo,
+      metrics,
+      lifecycle,
       settings: config.upload,
-      formLimits: { fields: 32, fieldSize: 64 * 1024 },
+      formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
       logger,
     }),
   );
-  app.get('/v1/videos/:videoId', getVideoRoute(apivideo));
+  app.get('/v1/videos/:videoId', authenticate, getVideoRoute(apivideo));
   app.use(routeNotFound);
   app.use(problemHandler(logger));
   return app;
+}
+
+function requestLogger(logger: Logger) {
+  return pinoHttp({
+    logger,
+    genReqId: requestId,
+    // Probes every few seconds would drown the upload lines.
+    autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+    // Headers only at debug: they are noise at info, and redaction covers their credentials.
+    serializers: {
+      req: (req: SerializedRequest) => ({
+        id: req.id,
+        method: req.method,
+        url: req.url,
+        // Behind a load balancer, TRUST_PROXY makes this the client's address, not the balancer's.
+        clientIp: (req.raw as express.Request).ip,
+        ...(logger.isLevelEnabled('debug') ? { headers: req.headers } : {}),
+      }),
+      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+    },
+  });
+}
+
+function corsFor(origins: string[]) {
+  return cors({
+    origin: origins.includes('*') ? '*' : origins,
+    methods: ['GET', 'POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
+    exposedHeaders: ['Location', 'X-Request-Id'],
+    maxAge: 600,
+  });
 }

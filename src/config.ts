@@ -29,6 +29,40 @@ export interface Config {
     idleTimeoutMs: number;
   };
   headersTimeoutMs: number;
+  auth: {
+    /** Static bearer tokens; empty when none. */
+    apiTokens: string[];
+    jwtSecret: string | undefined;
+    jwksUrl: string | undefined;
+    jwtIssuer: string | undefined;
+    jwtAudience: string | undefined;
+    allowAnonymous: boolean;
+    metricsToken: string | undefined;
+  };
+  limits: {
+    maxConcurrentUploads: number;
+    maxConcurrentPerClient: number;
+    maxFields: number;
+    maxFieldSize: number;
+  };
+  http: {
+    corsOrigins: string[];
+    /** Express's `trust proxy` value. */
+    trustProxy: boolean | number | string;
+  };
+  shutdownGraceMs: number;
+  network: {
+    httpProxy: string | undefined;
+    httpsProxy: string | undefined;
+    noProxy: string | undefined;
+    /** A CA (PEM file) trusted for the upstream only, on top of the usual ones. */
+    caFile: string | undefined;
+  };
+}
+
+/** True when some client authentication is configured. */
+export function hasClientAuth(auth: Config['auth']): boolean {
+  return auth.apiTokens.length > 0 || !!auth.jwtSecret || !!auth.jwksUrl;
 }
 
 export class ConfigError extends Error {
@@ -110,6 +144,30 @@ class Reader {
     return text as T;
   }
 
+  bool(name: string, fallback: boolean): boolean {
+    const text = this.raw(name);
+    if (text === undefined) return fallback;
+    if (text === 'true' || text === 'false') return text === 'true';
+    this.problems.push(`${name}: expected true or false, got "${text}"`);
+    return fallback;
+  }
+
+  list(name: string): string[] {
+    return (this.raw(name) ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  }
+
+  optionalUrl(name: string): string | undefined {
+    return this.raw(name) === undefined ? undefined : this.url(name, '');
+  }
+
+  /** Reads NAME or its lower-case twin, as curl and most tools do for proxy variables. */
+  either(name: string): string | undefined {
+    return this.raw(name) ?? this.raw(name.toLowerCase());
+  }
+
   url(name: string, fallback: string): string {
     const text = this.raw(name) ?? fallback;
     try {
@@ -143,6 +201,27 @@ export function loadConfig(env: Env): Config {
   }
   const requestTimeoutMs = r.int('UPLOAD_REQUEST_TIMEOUT_MS', 0, 0, 2 ** 31 - 1);
   const headersTimeoutMs = r.int('HTTP_HEADERS_TIMEOUT_MS', 20_000, 1000, 600_000);
+  const apiTokens = r.list('RELAY_API_TOKENS');
+  if (apiTokens.some((t) => t.length < 16))
+    r.problems.push('RELAY_API_TOKENS: each token must be at least 16 characters');
+  const jwtSecret = r.raw('RELAY_JWT_SECRET');
+  if (jwtSecret !== undefined && jwtSecret.length < 32) {
+    r.problems.push('RELAY_JWT_SECRET: must be at least 32 characters (HS256 needs 256 bits)');
+  }
+  const auth = {
+    apiTokens,
+    jwtSecret,
+    jwksUrl: r.optionalUrl('RELAY_JWKS_URL'),
+    jwtIssuer: r.raw('RELAY_JWT_ISSUER'),
+    jwtAudience: r.raw('RELAY_JWT_AUDIENCE'),
+    allowAnonymous: r.bool('RELAY_ALLOW_ANONYMOUS', false),
+    metricsToken: r.raw('METRICS_TOKEN'),
+  };
+  if (nodeEnv === 'production' && !hasClientAuth(auth) && !auth.allowAnonymous) {
+    r.problems.push(
+      'RELAY_API_TOKENS / RELAY_JWT_SECRET / RELAY_JWKS_URL: none is set; in production set one, or RELAY_ALLOW_ANONYMOUS=true to accept uploads from anyone on purpose',
+    );
+  }
   const config: Config = {
     port: r.int('PORT', 3000, 0, 65535),
     host: r.raw('HOST') ?? '0.0.0.0',
@@ -163,7 +242,34 @@ export function loadConfig(env: Env): Config {
       idleTimeoutMs: r.int('UPLOAD_IDLE_TIMEOUT_MS', 60_000, 0, 2 ** 31 - 1),
     },
     headersTimeoutMs,
+    auth,
+    limits: {
+      maxConcurrentUploads: r.int('UPLOAD_MAX_CONCURRENT', 16, 1, 10_000),
+      maxConcurrentPerClient: r.int('UPLOAD_MAX_CONCURRENT_PER_CLIENT', 4, 1, 10_000),
+      maxFields: r.int('UPLOAD_MAX_FIELDS', 32, 1, 1000),
+      maxFieldSize: r.size('UPLOAD_MAX_FIELD_SIZE', 64 * 1024, 1, 16 * MiB),
+    },
+    http: {
+      corsOrigins: r.list('CORS_ORIGINS'),
+      trustProxy: parseTrustProxy(r),
+    },
+    shutdownGraceMs: r.int('SHUTDOWN_GRACE_MS', 60_000, 0, 24 * 3600 * 1000),
+    network: {
+      httpProxy: r.either('HTTP_PROXY'),
+      httpsProxy: r.either('HTTPS_PROXY'),
+      noProxy: r.either('NO_PROXY'),
+      caFile: r.raw('APIVIDEO_CA_FILE'),
+    },
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+/** TRUST_PROXY as Express takes it: true/false, a hop count, or addresses and subnets. */
+function parseTrustProxy(r: Reader): boolean | number | string {
+  const text = r.raw('TRUST_PROXY');
+  if (text === undefined || text === 'false') return false;
+  if (text === 'true') return true;
+  if (/^\d+$/.test(text)) return Number(text);
+  return text;
 }

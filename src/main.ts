@@ -3,24 +3,65 @@
  * passed down explicitly.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { ApiVideoClient } from './apivideo/client';
+import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
 import { createApp } from './app';
-import { ConfigError, loadConfig, type Config } from './config';
+import { ConfigError, formatBytes, hasClientAuth, loadConfig, type Config } from './config';
 import { startEmulator, type RunningEmulator } from './emulator/app';
+import { RelayError } from './errors';
+import { Lifecycle } from './lifecycle';
 import { createLogger, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
+
+function fail(message: string): never {
+  console.error(message);
+  process.exit(1);
+}
 
 function readConfig(): Config {
   try {
     return loadConfig(process.env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(1);
-    }
+    if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
+}
+
+/** APIVIDEO_CA_FILE, plus NODE_EXTRA_CA_CERTS (a CA list passed to TLS replaces Node's own). */
+function extraCa(config: Config): string[] | undefined {
+  if (!config.network.caFile) return undefined;
+  const files = [config.network.caFile, process.env.NODE_EXTRA_CA_CERTS].filter(
+    (f): f is string => !!f,
+  );
+  return files.map((file) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      fail(
+        `Invalid configuration:\n  - APIVIDEO_CA_FILE: cannot read "${file}" (${(err as NodeJS.ErrnoException).code})`,
+      );
+    }
+  });
+}
+
+/** Every configured credential, so the logger can scrub it wherever it turns up. */
+function secretsOf(config: Config): Array<string | undefined> {
+  const proxyPasswords = [config.network.httpProxy, config.network.httpsProxy].map((url) => {
+    try {
+      return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return [
+    config.apivideo.apiKey,
+    ...config.auth.apiTokens,
+    config.auth.jwtSecret,
+    config.auth.metricsToken,
+    ...proxyPasswords,
+  ];
 }
 
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
@@ -41,40 +82,63 @@ async function upstream(
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger({ level: config.logLevel, secrets: [config.apivideo.apiKey] });
+  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
   const apivideo = new ApiVideoClient({
     apiKey,
     baseUrl,
     authScheme: config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
+    dispatcher: upstreamDispatcher({ ...config.network, extraCa: extraCa(config) }),
   });
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
-  const app = createApp({ config, logger, apivideo, readiness: keyCheck });
+  const lifecycle = new Lifecycle();
+  const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle });
   const server = createHttpServer(app, config);
   const url = await listen(server, config.port, config.host);
+  const { partSize, partConcurrency } = config.upload;
+  const worstCase = config.limits.maxConcurrentUploads * (partConcurrency + 1) * partSize;
   logger.info(
-    { url, partSize: config.upload.partSize, partConcurrency: config.upload.partConcurrency },
-    `relay listening on ${url}`,
+    {
+      url,
+      partSize,
+      partConcurrency,
+      maxConcurrentUploads: config.limits.maxConcurrentUploads,
+      worstCaseBufferBytes: worstCase,
+    },
+    `relay listening on ${url}; upload buffers need at most ${formatBytes(worstCase)} (${config.limits.maxConcurrentUploads} uploads × ${partConcurrency + 1} × ${formatBytes(partSize)})`,
   );
+  if (!hasClientAuth(config.auth))
+    logger.warn(
+      'no client authentication is configured: anyone who can reach the relay can upload',
+    );
 
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
+  const shutdown = async (signal: string) => {
+    logger.info(
+      { signal, uploadsInProgress: lifecycle.inProgress, graceMs: config.shutdownGraceMs },
+      'draining: new uploads are refused, uploads in progress may finish',
+    );
+    const outcome = await lifecycle.drain(
+      config.shutdownGraceMs,
+      () =>
+        new RelayError(
+          'shutting_down',
+          'The relay shut down before this upload finished; retry on another instance.',
+          { headers: { 'Retry-After': '5' } },
+        ),
+    );
+    logger.info({ outcome }, 'drained; closing');
     keyCheck.stop();
-    server.close(() => {
-      void Promise.all([apivideo.close(), emulator?.close()]).finally(() => {
-        logger.flush();
-        process.exit(0);
-      });
-    });
+    server.close();
     server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 1000).unref();
+    await Promise.allSettled([apivideo.close(), emulator?.close()]);
+    logger.flush();
+    process.exit(0);
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
 }
 
-main().catch((err: unknown) => {
-  console.error(`relay failed to start: ${(err as Error).message}`);
-  process.exit(1);
-});
+main().catch((err: unknown) => fail(`relay failed to start: ${(err as Error).message}`));

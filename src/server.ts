@@ -13,7 +13,7 @@ export function createHttpServer(
   app: RequestListener,
   config: Pick<Config, 'headersTimeoutMs'>,
 ): Server {
-  return createServer(
+  const server = createServer(
     {
       requestTimeout: 0,
       headersTimeout: config.headersTimeoutMs,
@@ -23,6 +23,10 @@ export function createHttpServer(
     },
     app,
   );
+  // Expect: 100-continue is answered only once the upload route means to read the body, so a
+  // client refused on its headers (401, 413, 429, 503) never sends it.
+  server.on('checkContinue', (req, res) => app(req, res));
+  return server;
 }
 
 export async function listen(server: Server, port: number, host: string): Promise<string> {

@@ -1,4 +1,5 @@
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { upstreamDispatcher } from './dispatcher';
 import { BasicCredentials, BearerCredentials, type TokenAnswer } from './credentials';
 import { ApiVideoHttpError, ApiVideoKeyRejectedError } from './errors';
 import { multipartFileBody } from './part-body';
@@ -24,19 +25,6 @@ export interface CallOptions {
   onRetry?: (event: RetryEvent) => void;
 }
 
-/** One keep-alive pool per origin, with timeouts so a silent upstream cannot hold an upload forever. */
-export function createUpstreamDispatcher(
-  timeouts: ApiVideoClientOptions['timeouts'] = {},
-): Dispatcher {
-  return new Agent({
-    connect: { timeout: timeouts.connectMs ?? 10_000 },
-    headersTimeout: timeouts.headersMs ?? 120_000,
-    bodyTimeout: timeouts.bodyMs ?? 120_000,
-    keepAliveTimeout: 30_000,
-    connections: 64,
-  });
-}
-
 /** The typed api.video client the relay uses: containers, status, and part uploads. */
 export class ApiVideoClient {
   private readonly transport: Transport;
@@ -46,7 +34,7 @@ export class ApiVideoClient {
 
   constructor(options: ApiVideoClientOptions) {
     this.ownsDispatcher = !options.dispatcher;
-    this.dispatcher = options.dispatcher ?? createUpstreamDispatcher(options.timeouts);
+    this.dispatcher = options.dispatcher ?? upstreamDispatcher({ timeouts: options.timeouts });
     this.transport = new Transport({
       baseUrl: options.baseUrl.replace(/\/+$/, ''),
       dispatcher: this.dispatcher,

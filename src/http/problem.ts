@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { RelayError, isRelayError, toProblem } from '../errors';
+import { lingerOnUnreadBody } from './linger';
 
 export function sendProblem(res: Response, err: RelayError, requestId: string): void {
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
@@ -26,6 +27,7 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       );
     }
     if (res.headersSent) return void res.destroy();
+    lingerOnUnreadBody(req, res);
     sendProblem(res, relayError, String(req.id));
   };
 }

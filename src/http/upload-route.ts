@@ -1,4 +1,4 @@
-import type { Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { ApiVideoClient } from '../apivideo/client';
 import { formatBytes } from '../config';
@@ -9,13 +9,20 @@ import {
   ClientGone,
   relayUpload,
   type RelaySettings,
+  type UploadObserver,
   type UploadProgress,
 } from '../upload/relay-upload';
+import type { Lifecycle } from '../lifecycle';
+import type { RelayMetrics } from '../metrics';
+import { principalOf } from './client-auth';
+import { continueIfExpected } from './linger';
 import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
 import { PassThrough, type Readable } from 'node:stream';
 
 export interface UploadRouteDeps {
   client: ApiVideoClient;
+  metrics: RelayMetrics;
+  lifecycle: Lifecycle;
   settings: RelaySettings & { requestTimeoutMs: number };
   formLimits: FormLimits;
   logger: Logger;
@@ -69,11 +76,26 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         return logOutcome(req.log, progress, started, 'client_aborted');
       }
       logOutcome(req.log, progress, started, isRelayError(err) ? err.code : 'internal_error');
-      lingerOnUnreadBody(req, res);
       next(err);
     } finally {
       clearTimeout(deadline);
     }
+  };
+}
+
+function observerFor(metrics: RelayMetrics): UploadObserver {
+  return {
+    received: (bytes) => {
+      metrics.bytesReceived.inc(bytes);
+      metrics.bytesBuffered.inc(bytes);
+    },
+    partAcknowledged: (bytes, seconds) => {
+      metrics.bytesRelayed.inc(bytes);
+      metrics.bytesBuffered.dec(bytes);
+      metrics.partDuration.observe(seconds);
+    },
+    released: (bytes) => metrics.bytesBuffered.dec(bytes),
+    retried: (reason) => metrics.upstreamRetries.inc({ reason }),
   };
 }
 
@@ -123,27 +145,6 @@ async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> 
 
 function tooLarge(max: number): RelayError {
   return new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
-}
-
-/** How long, and how much, an unread body is drained after an early error answer. */
-const LINGER = { ms: 5_000, bytes: 32 * 1024 * 1024 };
-
-/**
- * An error answered before the body was read. Closing at once would make many clients (undici,
- * some mobile stacks) lose the answer while they are still sending, so, like nginx's lingering
- * close, drain for a bounded time and amount, then cut the connection.
- */
-function lingerOnUnreadBody(req: Request, res: Response): void {
-  if (req.complete) return;
-  res.once('finish', () => {
-    if (req.complete) return;
-    let drained = 0;
-    const cut = () => req.socket.destroy();
-    const timer = setTimeout(cut, LINGER.ms).unref();
-    req.on('data', (chunk: Buffer) => (drained += chunk.length) > LINGER.bytes && cut());
-    req.once('close', () => clearTimeout(timer));
-    req.resume();
-  });
 }
 
 function logOutcome(

@@ -30,6 +30,22 @@ export interface UploadProgress {
   retries: number;
 }
 
+/** What the upload reports as it goes (metrics); every method is cheap and synchronous. */
+export interface UploadObserver {
+  received(bytes: number): void;
+  partAcknowledged(bytes: number, seconds: number): void;
+  /** Bytes still held when the upload ends (failed uploads leave some). */
+  released(bytes: number): void;
+  retried(reason: string): void;
+}
+
+const NO_OBSERVER: UploadObserver = {
+  received() {},
+  partAcknowledged() {},
+  released() {},
+  retried() {},
+};
+
 export interface RelayRequest {
   file: Readable;
   target: UploadTarget;
@@ -41,6 +57,7 @@ export interface RelayRequest {
   classifyStreamError?: (err: unknown) => RelayError | undefined;
   progress: UploadProgress;
   logger: Logger;
+  observer?: UploadObserver;
 }
 
 /** The client went away: nobody is left to answer. */
@@ -77,6 +94,13 @@ class Upload {
   private readonly cutter: PartCutter;
   private readonly queue: PartQueue<Video>;
   private readonly idle: IdleTimer;
+  private readonly observer: UploadObserver;
+  /** Bytes received and not yet acknowledged by api.video. */
+  private held = 0;
+  private readonly onRetry = (event: { reason: string }) => {
+    this.request.progress.retries += 1;
+    this.observer.retried(event.reason);
+  };
   private readonly stopReading = () => this.request.file.destroy(this.signal.reason as Error);
 
   constructor(
@@ -84,6 +108,7 @@ class Upload {
     private readonly settings: RelaySettings,
     private readonly request: RelayRequest,
   ) {
+    this.observer = request.observer ?? NO_OBSERVER;
     this.signal = AbortSignal.any([request.signal, this.internal.signal]);
     this.signal.addEventListener('abort', this.stopReading, { once: true });
     this.cutter = new PartCutter(settings.partSize);
@@ -122,6 +147,8 @@ class Upload {
   private async accept(chunk: Buffer): Promise<void> {
     const { progress } = this.request;
     progress.bytes += chunk.length;
+    this.held += chunk.length;
+    this.observer.received(chunk.length);
     const { maxFileSize } = this.settings;
     if (maxFileSize > 0 && progress.bytes > maxFileSize) {
       throw new RelayError(
@@ -138,7 +165,7 @@ class Upload {
 
   private async openContainer(): Promise<void> {
     const { target, progress } = this.request;
-    const options = { signal: this.signal, onRetry: () => (progress.retries += 1) };
+    const options = { signal: this.signal, onRetry: this.onRetry };
     if (target.kind === 'existing') {
       await this.client.getVideo(target.videoId, options).catch((err: unknown) => {
         if (err instanceof ApiVideoHttpError && err.status === 404) {
@@ -199,6 +226,8 @@ class Upload {
   }
 
   dispose(): void {
+    this.observer.released(this.held);
+    this.held = 0;
     this.idle.dispose();
     this.signal.removeEventListener('abort', this.stopReading);
   }

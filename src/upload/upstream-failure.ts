@@ -22,6 +22,13 @@ export function toRelayError(err: unknown): RelayError {
       { cause: err },
     );
   }
+  if (err instanceof ApiVideoNetworkError && err.code === 'tls_error') {
+    return new RelayError(
+      'upstream_tls_error',
+      `The TLS connection to api.video failed (${err.causeCode}); a proxy or gateway may need APIVIDEO_CA_FILE.`,
+      { cause: err },
+    );
+  }
   if (err instanceof ApiVideoNetworkError) {
     return new RelayError(
       'upstream_unreachable',

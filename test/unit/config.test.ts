@@ -71,6 +71,13 @@ test.each([
   ['NODE_ENV', 'staging'],
   ['UPLOAD_REQUEST_TIMEOUT_MS', '-1'],
   ['UPLOAD_IDLE_TIMEOUT_MS', 'soon'],
+  ['RELAY_ALLOW_ANONYMOUS', 'yes'],
+  ['RELAY_JWKS_URL', 'not-a-url'],
+  ['UPLOAD_MAX_CONCURRENT', '0'],
+  ['UPLOAD_MAX_CONCURRENT_PER_CLIENT', 'x'],
+  ['UPLOAD_MAX_FIELDS', '0'],
+  ['UPLOAD_MAX_FIELD_SIZE', 'huge'],
+  ['SHUTDOWN_GRACE_MS', '-5'],
 ])('%s=%j is reported by name', (name, value) => {
   const problems = problemsOf({ ...KEY, [name]: value });
   expect(problems).toHaveLength(1);
@@ -82,7 +89,13 @@ test.each([
 test('every problem is reported at once, in one readable message', () => {
   let error: ConfigError | undefined;
   try {
-    loadConfig({ PORT: 'x', UPLOAD_PART_SIZE: '1', LOG_LEVEL: 'loud', NODE_ENV: 'production' });
+    loadConfig({
+      PORT: 'x',
+      UPLOAD_PART_SIZE: '1',
+      LOG_LEVEL: 'loud',
+      NODE_ENV: 'production',
+      RELAY_ALLOW_ANONYMOUS: 'true',
+    });
   } catch (err) {
     error = err as ConfigError;
   }
@@ -101,10 +114,11 @@ test('no key outside production: the embedded emulator stands in', () => {
 });
 
 test('no key in production: refused, never the emulator', () => {
-  expect(problemsOf({ NODE_ENV: 'production' })).toEqual([
+  expect(problemsOf({ NODE_ENV: 'production', RELAY_ALLOW_ANONYMOUS: 'true' })).toEqual([
     expect.stringMatching(/^APIVIDEO_API_KEY: required when NODE_ENV=production/),
   ]);
-  expect(loadConfig({ NODE_ENV: 'production', ...KEY }).useEmbeddedEmulator).toBe(false);
+  const production = { NODE_ENV: 'production', RELAY_ALLOW_ANONYMOUS: 'true', ...KEY };
+  expect(loadConfig(production).useEmbeddedEmulator).toBe(false);
 });
 
 test('loadConfig is pure: it reads only what it is given', () => {
@@ -114,4 +128,47 @@ test('loadConfig is pure: it reads only what it is given', () => {
   } finally {
     delete process.env.UPLOAD_PART_SIZE;
   }
+});
+
+test('production without client auth: refused unless RELAY_ALLOW_ANONYMOUS=true says so on purpose', () => {
+  expect(problemsOf({ NODE_ENV: 'production', ...KEY })).toEqual([
+    expect.stringMatching(/^RELAY_API_TOKENS .*RELAY_ALLOW_ANONYMOUS=true/),
+  ]);
+  expect(
+    problemsOf({ NODE_ENV: 'production', RELAY_API_TOKENS: 'a-long-enough-token-1', ...KEY }),
+  ).toEqual([]);
+  expect(problemsOf({ NODE_ENV: 'production', RELAY_JWT_SECRET: 'x'.repeat(32), ...KEY })).toEqual(
+    [],
+  );
+  expect(
+    problemsOf({ NODE_ENV: 'production', RELAY_JWKS_URL: 'https://idp.example/jwks', ...KEY }),
+  ).toEqual([]);
+  expect(problemsOf({ NODE_ENV: 'development', ...KEY })).toEqual([]);
+});
+
+test('hardening settings', () => {
+  const config = loadConfig({
+    ...KEY,
+    RELAY_API_TOKENS: ' token-aaaaaaaaaaaaaaaa , token-bbbbbbbbbbbbbbbb ',
+    CORS_ORIGINS: 'https://a.example,https://b.example',
+    TRUST_PROXY: '1',
+    https_proxy: 'http://u:p@proxy:3128',
+    NO_PROXY: 'localhost',
+  });
+  expect(config.auth.apiTokens).toEqual(['token-aaaaaaaaaaaaaaaa', 'token-bbbbbbbbbbbbbbbb']);
+  expect(config.http).toEqual({
+    corsOrigins: ['https://a.example', 'https://b.example'],
+    trustProxy: 1,
+  });
+  expect(config.network).toMatchObject({
+    httpsProxy: 'http://u:p@proxy:3128',
+    noProxy: 'localhost',
+  });
+  expect(config.limits).toEqual({
+    maxConcurrentUploads: 16,
+    maxConcurrentPerClient: 4,
+    maxFields: 32,
+    maxFieldSize: 65536,
+  });
+  expect(config.shutdownGraceMs).toBe(60000);
 });

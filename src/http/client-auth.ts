@@ -1,0 +1,105 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Request, RequestHandler } from 'express';
+import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { Config } from '../config';
+import { hasClientAuth } from '../config';
+import { RelayError } from '../errors';
+
+/** Who is uploading: the JWT's `sub`, a static token's fingerprint, or an anonymous address. */
+export interface Principal {
+  id: string;
+  kind: 'token' | 'jwt' | 'anonymous';
+}
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/** Static tokens, compared in constant time (hashing first makes the lengths equal too). */
+function tokenMatcher(tokens: string[]): (candidate: string) => Principal | undefined {
+  const known = tokens.map((token) => ({
+    hash: digest(token),
+    id: `token:${digest(token).toString('hex').slice(0, 12)}`,
+  }));
+  return (candidate) => {
+    const hash = digest(candidate);
+    let found: Principal | undefined;
+    for (const k of known) if (timingSafeEqual(k.hash, hash)) found = { id: k.id, kind: 'token' };
+    return found;
+  };
+}
+
+function jwtVerifier(
+  auth: Config['auth'],
+): ((token: string) => Promise<Principal | undefined>) | undefined {
+  let key: Uint8Array | JWTVerifyGetKey;
+  let algorithms: string[];
+  if (auth.jwksUrl) {
+    key = createRemoteJWKSet(new URL(auth.jwksUrl), {
+      cacheMaxAge: 10 * 60_000,
+      cooldownDuration: 30_000,
+    });
+    algorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'];
+  } else if (auth.jwtSecret) {
+    key = new TextEncoder().encode(auth.jwtSecret);
+    algorithms = ['HS256'];
+  } else return undefined;
+  return async (token) => {
+    try {
+      const { payload } = await jwtVerify(token, key as Uint8Array, {
+        issuer: auth.jwtIssuer,
+        audience: auth.jwtAudience,
+        algorithms,
+      });
+      return typeof payload.sub === 'string' && payload.sub
+        ? { id: payload.sub, kind: 'jwt' }
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+function unauthorized(detail: string): RelayError {
+  return new RelayError('unauthorized', detail, {
+    headers: { 'WWW-Authenticate': 'Bearer realm="upload-relay"' },
+  });
+}
+
+/**
+ * Checks `Authorization: Bearer …` before anything else happens: no body byte is read and no
+ * container is made for a caller we do not know. Sets `res.locals.principal`.
+ */
+export function clientAuth(auth: Config['auth']): RequestHandler {
+  const matchToken = tokenMatcher(auth.apiTokens);
+  const verifyJwt = jwtVerifier(auth);
+  const required = hasClientAuth(auth);
+  return async (req, res, next) => {
+    const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (!required) {
+      res.locals.principal = {
+        id: `anonymous:${req.ip ?? 'unknown'}`,
+        kind: 'anonymous',
+      } satisfies Principal;
+      return next();
+    }
+    if (!token) return next(unauthorized('Send Authorization: Bearer <token>.'));
+    const principal = matchToken(token) ?? (await verifyJwt?.(token));
+    if (!principal) return next(unauthorized('The token is not valid.'));
+    res.locals.principal = principal;
+    next();
+  };
+}
+
+export function principalOf(res: { locals: Record<string, unknown> }): Principal {
+  return res.locals.principal as Principal;
+}
+
+/** /metrics: open, or behind its own bearer token. */
+export function metricsAuth(metricsToken: string | undefined): RequestHandler {
+  const match = metricsToken ? tokenMatcher([metricsToken]) : undefined;
+  return (req: Request, _res, next) => {
+    if (!match) return next();
+    const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (token && match(token)) return next();
+    next(unauthorized('Send Authorization: Bearer <METRICS_TOKEN>.'));
+  };
+}

@@ -1,0 +1,64 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The relay's Prometheus metrics, on a registry of its own (tests build several apps in one
+ * process). Labels are bounded: codes, reasons, and principals (a JWT `sub` per user can be many:
+ * see the README before scraping a large user base).
+ */
+export class RelayMetrics {
+  readonly registry = new Registry();
+  readonly uploadsStarted = new Counter({
+    name: 'relay_uploads_started_total',
+    help: 'Uploads started',
+    labelNames: ['principal'],
+    registers: [this.registry],
+  });
+  readonly uploadsCompleted = new Counter({
+    name: 'relay_uploads_completed_total',
+    help: 'Uploads completed (201)',
+    labelNames: ['principal'],
+    registers: [this.registry],
+  });
+  readonly uploadsFailed = new Counter({
+    name: 'relay_uploads_failed_total',
+    help: 'Uploads failed, by error code',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly bytesReceived = new Counter({
+    name: 'relay_bytes_received_total',
+    help: 'File bytes received from clients',
+    registers: [this.registry],
+  });
+  readonly bytesRelayed = new Counter({
+    name: 'relay_bytes_relayed_total',
+    help: 'File bytes acknowledged by api.video',
+    registers: [this.registry],
+  });
+  readonly partDuration = new Histogram({
+    name: 'relay_part_upload_duration_seconds',
+    help: 'Time to send one part and get its acknowledgement, retries included',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  readonly upstreamRetries = new Counter({
+    name: 'relay_upstream_retries_total',
+    help: 'Upstream requests retried, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly uploadsInProgress = new Gauge({
+    name: 'relay_uploads_in_progress',
+    help: 'Uploads in progress',
+    registers: [this.registry],
+  });
+  readonly bytesBuffered = new Gauge({
+    name: 'relay_bytes_buffered',
+    help: 'File bytes held in memory (parts being filled or in flight)',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}
