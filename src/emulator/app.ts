@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import busboy from 'busboy';
@@ -81,10 +82,13 @@ export function createEmulator(options: EmulatorOptions): Emulator {
 }
 
 export async function startEmulator(
-  options: EmulatorOptions & { port?: number; host?: string },
+  options: EmulatorOptions & { port?: number; host?: string; tls?: { key: string; cert: string } },
 ): Promise<RunningEmulator> {
   const emulator = createEmulator(options);
-  const server = createServer({ requestTimeout: 0 }, emulator.app);
+  // Over HTTPS when given a certificate: tests stand it behind a TLS-inspecting proxy or gateway.
+  const server = options.tls
+    ? createHttpsServer({ ...options.tls, requestTimeout: 0 }, emulator.app)
+    : createServer({ requestTimeout: 0 }, emulator.app);
   server.listen(options.port ?? 0, options.host ?? '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -94,7 +98,7 @@ export async function startEmulator(
       : '127.0.0.1';
   return {
     ...emulator,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     server,
     close: async () => {
       server.closeAllConnections();

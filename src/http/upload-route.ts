@@ -1,4 +1,4 @@
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { ApiVideoClient } from '../apivideo/client';
 import { formatBytes } from '../config';
@@ -49,64 +49,51 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
       partsAcknowledged: 0,
       retries: 0,
     };
+    const { metrics } = deps;
+    const principal = principalOf(res).id;
+    const log = req.log.child({ principal });
     const stop = new AbortController();
     res.once('close', () => res.writableFinished || stop.abort(new ClientGone()));
     const deadline = uploadDeadline(deps.settings.requestTimeoutMs, stop);
+    const untrack = deps.lifecycle.track(stop);
+    metrics.uploadsStarted.inc({ principal });
+    metrics.uploadsInProgress.inc();
     let intake: Intake | undefined;
     try {
-      intake = await abortable(openIntake(req, deps), stop.signal);
+      intake = await abortable(openIntake(req, res, deps), stop.signal);
       const video = await relayUpload(deps.client, deps.settings, {
         ...intake,
         signal: stop.signal,
         progress,
-        logger: req.log,
+        logger: log,
+        observer: observerFor(metrics),
       });
       res
         .status(201)
         .location(`/v1/videos/${encodeURIComponent(video.videoId)}`)
         .json(video);
-      logOutcome(req.log, progress, started, 'completed');
+      metrics.uploadsCompleted.inc({ principal });
+      logOutcome(log, progress, started, 'completed');
     } catch (err) {
       intake?.stop();
-      if (err instanceof ClientGone) {
-        req.log.warn(
-          { event: 'upload_aborted', videoId: progress.videoId, bytesReceived: progress.bytes },
-          'upload_aborted',
-        );
-        return logOutcome(req.log, progress, started, 'client_aborted');
-      }
-      logOutcome(req.log, progress, started, isRelayError(err) ? err.code : 'internal_error');
-      next(err);
+      const gone = err instanceof ClientGone;
+      const code = gone ? 'client_aborted' : isRelayError(err) ? err.code : 'internal_error';
+      metrics.uploadsFailed.inc({ code });
+      logOutcome(log, progress, started, code);
+      if (!gone) return next(err);
+      log.warn(
+        { event: 'upload_aborted', videoId: progress.videoId, bytesReceived: progress.bytes },
+        'upload_aborted',
+      );
     } finally {
       clearTimeout(deadline);
+      metrics.uploadsInProgress.dec();
+      untrack();
     }
   };
 }
 
-function observerFor(metrics: RelayMetrics): UploadObserver {
-  return {
-    received: (bytes) => {
-      metrics.bytesReceived.inc(bytes);
-      metrics.bytesBuffered.inc(bytes);
-    },
-    partAcknowledged: (bytes, seconds) => {
-      metrics.bytesRelayed.inc(bytes);
-      metrics.bytesBuffered.dec(bytes);
-      metrics.partDuration.observe(seconds);
-    },
-    released: (bytes) => metrics.bytesBuffered.dec(bytes),
-    retried: (reason) => metrics.upstreamRetries.inc({ reason }),
-  };
-}
-
-/** UPLOAD_REQUEST_TIMEOUT_MS, enforced here (not by Node) so it ends with a problem and a clean-up. */
-function uploadDeadline(ms: number, stop: AbortController): NodeJS.Timeout | undefined {
-  if (ms <= 0) return undefined;
-  const error = new RelayError('upload_timeout', `The upload took longer than ${ms} ms.`);
-  return setTimeout(() => stop.abort(error), ms).unref();
-}
-
-async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> {
+async function openIntake(req: Request, res: Response, deps: UploadRouteDeps): Promise<Intake> {
   const type = (req.headers['content-type'] ?? '').toLowerCase();
   const declared =
     req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
@@ -114,6 +101,7 @@ async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> 
   if (type.startsWith('multipart/form-data')) {
     if (max > 0 && declared !== undefined && declared > max + FORM_OVERHEAD_ALLOWANCE)
       throw tooLarge(max);
+    continueIfExpected(req, res);
     const form = await receiveMultipart(req, deps.formLimits);
     return {
       file: form.stream,
@@ -133,6 +121,7 @@ async function openIntake(req: Request, deps: UploadRouteDeps): Promise<Intake> 
     const fields = fieldValuesFromQuery(req.query as Record<string, unknown>);
     const filename = fields.get('filename')?.[0];
     const target = uploadTarget(fields, filename);
+    continueIfExpected(req, res);
     // Our own stream over the body: stopping it on a failure must not destroy the socket we answer on.
     const file = req.pipe(new PassThrough());
     return { file, target, stop: () => req.unpipe(file) };
@@ -168,4 +157,27 @@ function logOutcome(
     },
     'upload finished',
   );
+}
+
+function observerFor(metrics: RelayMetrics): UploadObserver {
+  return {
+    received: (bytes) => {
+      metrics.bytesReceived.inc(bytes);
+      metrics.bytesBuffered.inc(bytes);
+    },
+    partAcknowledged: (bytes, seconds) => {
+      metrics.bytesRelayed.inc(bytes);
+      metrics.bytesBuffered.dec(bytes);
+      metrics.partDuration.observe(seconds);
+    },
+    released: (bytes) => metrics.bytesBuffered.dec(bytes),
+    retried: (reason) => metrics.upstreamRetries.inc({ reason }),
+  };
+}
+
+/** UPLOAD_REQUEST_TIMEOUT_MS, enforced here (not by Node) so it ends with a problem and a clean-up. */
+function uploadDeadline(ms: number, stop: AbortController): NodeJS.Timeout | undefined {
+  if (ms <= 0) return undefined;
+  const error = new RelayError('upload_timeout', `The upload took longer than ${ms} ms.`);
+  return setTimeout(() => stop.abort(error), ms).unref();
 }

@@ -59,7 +59,7 @@ export function receiveMultipart(req: IncomingMessage, limits: FormLimits): Prom
       if (info.valueTruncated)
         return fail(
           new RelayError(
-            'invalid_field',
+            'field_too_large',
             `The field "${name}" is longer than ${limits.fieldSize} bytes.`,
           ),
         );
@@ -88,7 +88,7 @@ export function receiveMultipart(req: IncomingMessage, limits: FormLimits): Prom
       resolve({ stream, filename: info.filename, fields, complete, stop });
     });
     parser.on('fieldsLimit', () =>
-      fail(new RelayError('invalid_field', `The form has more than ${limits.fields} fields.`)),
+      fail(new RelayError('too_many_fields', `The form has more than ${limits.fields} fields.`)),
     );
     parser.on('error', (err: Error) =>
       fail(

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ApiVideoClient } from '../apivideo/client';
 import { ApiVideoHttpError } from '../apivideo/errors';
+import type { RetryEvent } from '../apivideo/transport';
 import type { Video } from '../apivideo/types';
 import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
@@ -97,9 +98,13 @@ class Upload {
   private readonly observer: UploadObserver;
   /** Bytes received and not yet acknowledged by api.video. */
   private held = 0;
-  private readonly onRetry = (event: { reason: string }) => {
+  private readonly onRetry = (event: RetryEvent) => {
     this.request.progress.retries += 1;
     this.observer.retried(event.reason);
+    this.request.logger.info(
+      { event: 'upstream_retry', ...event, videoId: this.request.progress.videoId },
+      'retrying an upstream request',
+    );
   };
   private readonly stopReading = () => this.request.file.destroy(this.signal.reason as Error);
 
@@ -182,7 +187,8 @@ class Upload {
   }
 
   private async sendPart(part: Part, isLast: boolean): Promise<Video> {
-    const { progress } = this.request;
+    const { progress, logger } = this.request;
+    const started = performance.now();
     const video = await this.client.uploadPart(
       progress.videoId!,
       part.number,
@@ -190,10 +196,17 @@ class Upload {
       part.chunks,
       {
         signal: this.signal,
-        onRetry: () => (progress.retries += 1),
+        onRetry: this.onRetry,
       },
     );
+    const seconds = (performance.now() - started) / 1000;
     progress.partsAcknowledged += 1;
+    this.held -= part.size;
+    this.observer.partAcknowledged(part.size, seconds);
+    logger.debug(
+      { videoId: progress.videoId, part: part.number, bytes: part.size, isLast, seconds },
+      'part acknowledged',
+    );
     return video;
   }
 
