@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the image and runs it the way users will: the emulator and the relay as containers, a
+# 20 MiB upload with curl checked against the emulator's SHA-256, `docker stop` (graceful drain,
+# exit 0), and docker-compose. Fails loudly when the engine cannot start; never skips.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SANDBOX=${DOCKER_SANDBOX:-$ROOT/../shared/tools/docker-sandbox}
+IMAGE=apivideo-upload-relay:test
+RELAY_PORT=13300 EMULATOR_PORT=13400 COMPOSE_RELAY_PORT=13301 COMPOSE_EMULATOR_PORT=13401
+KEY=container-test-key-1234 TOKEN=container-test-token-0123456789
+WORK=$(mktemp -d)
+log() { echo "container-test: $*"; }
+
+cleanup() {
+  set +e
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    docker rm -f relay-test-relay relay-test-emulator >/dev/null 2>&1
+    [ -f "$WORK/compose.yml" ] && docker-compose -p relaytest -f "$WORK/compose.yml" down -t 5 >/dev/null 2>&1
+  fi
+  bash "$SANDBOX" down >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "1. lint"
+npx --no-install dockerfile-utils lint Dockerfile
+[ -f .env ] || cp .env.example .env
+docker-compose -f docker-compose.yml config -q
+
+log "2. build (engine: $SANDBOX)"
+eval "$(bash "$SANDBOX" up)"
+export DOCKER_HOST
+docker() { /usr/bin/docker "$@"; }
+DOCKER_BUILDKIT=1 docker build --network host -t "$IMAGE" -t apivideo-upload-relay:local . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; exit 1; }
+log "image size: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MiB", $1/1048576}')"
+log "node in the image: $(docker run --rm --network host "$IMAGE" node --version)"
+
+wait_for() { # url, seconds
+  for _ in $(seq 1 "$2"); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 1; done
+  echo "container-test: $1 did not answer" >&2; return 1
+}
+
+upload_and_check() { # relay url, emulator url
+  head -c $((20 * 1024 * 1024)) /dev/urandom >"$WORK/clip.mp4"
+  local expected answer video seen
+  expected=$(sha256sum "$WORK/clip.mp4" | cut -d' ' -f1)
+  answer=$(curl -fsS -H "Authorization: Bearer $TOKEN" -F title=container -F "file=@$WORK/clip.mp4" "$1/v1/videos")
+  video=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).videoId)' "$answer")
+  seen=$(curl -fsS "$2/_emulator/videos/$video" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);process.stdout.write(v.completed+" "+v.sha256)})')
+  [ "$seen" = "true $expected" ] || { echo "container-test: emulator has '$seen', file is $expected" >&2; return 1; }
+  log "uploaded $video: SHA-256 matches ($expected)"
+}
+
+log "3. the emulator and the relay containers"
+docker run -d --name relay-test-emulator --network host \
+  -e EMULATOR_PORT=$EMULATOR_PORT -e EMULATOR_HOST=127.0.0.1 -e EMULATOR_API_KEY=$KEY \
+  "$IMAGE" node dist/emulator/main.js >/dev/null
+docker run -d --name relay-test-relay --network host --health-interval 2s \
+  -e PORT=$RELAY_PORT -e HOST=127.0.0.1 -e APIVIDEO_API_KEY=$KEY \
+  -e APIVIDEO_BASE_URL=http://127.0.0.1:$EMULATOR_PORT -e RELAY_API_TOKENS=$TOKEN -e SHUTDOWN_GRACE_MS=8000 \
+  "$IMAGE" >/dev/null
+wait_for "http://127.0.0.1:$EMULATOR_PORT/_emulator/stats" 30
+wait_for "http://127.0.0.1:$RELAY_PORT/readyz" 30
+upload_and_check "http://127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$EMULATOR_PORT"
+
+log "4. HEALTHCHECK and docker stop"
+for _ in $(seq 1 30); do
+  health=$(docker inspect -f '{{.State.Health.Status}}' relay-test-relay)
+  [ "$health" = healthy ] && break; sleep 1
+done
+[ "$health" = healthy ] || { echo "container-test: health is '$health'" >&2; exit 1; }
+log "HEALTHCHECK reports healthy"
+started=$(date +%s)
+docker stop -t 10 relay-test-relay >/dev/null
+code=$(docker inspect -f '{{.State.ExitCode}}' relay-test-relay)
+took=$(($(date +%s) - started))
+docker logs relay-test-relay 2>&1 | grep -q '"msg":"drained; closing"' || { docker logs relay-test-relay | tail -20; exit 1; }
+[ "$code" = 0 ] && [ "$took" -lt 10 ] || { echo "container-test: exit $code after ${took}s" >&2; exit 1; }
+log "docker stop: exit 0 after ${took}s (grace 8 s)"
+docker rm -f relay-test-relay relay-test-emulator >/dev/null
+
+log "5. docker-compose (rendered for host networking)"
+docker-compose -f docker-compose.yml config >"$WORK/rendered.yml"
+node test/container/render-compose.mjs "$WORK/rendered.yml" "$WORK/compose.yml" $COMPOSE_RELAY_PORT $COMPOSE_EMULATOR_PORT
+# The relay's environment gains a token so the same authenticated upload works.
+sed -i "s/^\(      PORT: .*\)$/\1\n      RELAY_API_TOKENS: $TOKEN/" "$WORK/compose.yml"
+docker-compose -p relaytest -f "$WORK/compose.yml" up -d relay emulator
+wait_for "http://127.0.0.1:$COMPOSE_RELAY_PORT/readyz" 60
+upload_and_check "http://127.0.0.1:$COMPOSE_RELAY_PORT" "http://127.0.0.1:$COMPOSE_EMULATOR_PORT"
+docker-compose -p relaytest -f "$WORK/compose.yml" down -t 10
+log "all container checks passed"

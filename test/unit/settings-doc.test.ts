@@ -1,0 +1,30 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(__dirname, '../..');
+const read = (file: string) => readFileSync(join(root, file), 'utf8');
+// Every name loadConfig reads: r.int('NAME'…), r.raw('NAME'), r.either('NAME')…
+const settings = [
+  ...new Set(
+    [...read('src/config.ts').matchAll(/r\.\w+(?:<[^>]+>)?\('([A-Z][A-Z0-9_]+)'/g)].map(
+      (m) => m[1]!,
+    ),
+  ),
+];
+
+test('loadConfig reads the settings the issues name', () => {
+  expect(settings).toEqual(
+    expect.arrayContaining([
+      'PORT',
+      'APIVIDEO_API_KEY',
+      'UPLOAD_PART_SIZE',
+      'SHUTDOWN_GRACE_MS',
+      'HTTPS_PROXY',
+    ]),
+  );
+});
+
+test.each(settings)('%s is in .env.example and in the README', (name) => {
+  expect(read('.env.example')).toMatch(new RegExp(`^#? ?${name}=`, 'm'));
+  expect(read('README.md')).toContain(`\`${name}\``);
+});
