@@ -1,0 +1,212 @@
+// npm run bench [-- --quick] [-- --size 1GiB] [-- --rounds 3]
+// Every variant runs as its own process on loopback; rounds are interleaved so machine noise hits
+// all variants alike. Results: docs/benchmarks.md, docs/benchmarks.json, docs/benchmarks.svg
+// (with --quick, under bench/.work/ instead, so CI does not rewrite the committed results).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import process from 'node:process';
+import {
+  MiB,
+  fileDigest,
+  median,
+  rssSampler,
+  sinkRecord,
+  startProcess,
+  uploadForm,
+} from './lib.mjs';
+import { renderReport } from './report.mjs';
+
+const ROOT = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
+const GiB = 1024 * MiB;
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(`--${name}`);
+const option = (name, fallback) =>
+  argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : fallback;
+const parseSize = (t) =>
+  Math.round(
+    Number(/^[\d.]+/.exec(t)[0]) * ({ g: GiB, m: MiB }[/[gm]/i.exec(t)?.[0].toLowerCase()] ?? 1),
+  );
+
+const quick = flag('quick');
+const size = quick ? 64 * MiB : parseSize(option('size', '1GiB'));
+const rounds = Number(option('rounds', quick ? 1 : 3));
+const outDir = quick ? join(ROOT, 'bench/.work') : join(ROOT, 'docs');
+const grid = quick ? [[16, 2]] : [5, 16, 64].flatMap((p) => [1, 2, 4].map((c) => [p, c]));
+const script = (name) => join(ROOT, name);
+
+function relayEnv(sinkUrl, partMiB, concurrency) {
+  return {
+    NODE_ENV: 'production',
+    RELAY_ALLOW_ANONYMOUS: 'true',
+    APIVIDEO_API_KEY: 'bench-key',
+    APIVIDEO_BASE_URL: sinkUrl,
+    UPLOAD_PART_SIZE: `${partMiB}MiB`,
+    UPLOAD_PART_CONCURRENCY: String(concurrency),
+    UPLOAD_MAX_CONCURRENT_PER_CLIENT: '8',
+    LOG_LEVEL: 'info', // two lines per upload, none on the byte path
+    PORT: '0',
+    HOST: '127.0.0.1',
+  };
+}
+
+/** Runs `uploads` against a fresh server process; measures its CPU and RSS, and the sink's CPU. */
+async function measure(name, start, { sink, uploads, verify }) {
+  const server = await start();
+  try {
+    await uploadForm(server.url, MiB); // warm-up: code paths loaded, pools open
+    await new Promise((r) => setTimeout(r, 300));
+    const idleRss = server.rss();
+    const cpu0 = server.cpuSeconds();
+    const sinkCpu0 = sink?.cpuSeconds() ?? 0;
+    const sampler = rssSampler(server);
+    const started = performance.now();
+    const answers = await Promise.all(uploads.map((bytes) => uploadForm(server.url, bytes)));
+    const seconds = (performance.now() - started) / 1000;
+    const peakRss = sampler.stop();
+    const bytes = uploads.reduce((a, b) => a + b, 0);
+    for (const [i, a] of answers.entries()) {
+      if (a.status !== 201)
+        throw new Error(`${name}: answer ${a.status} ${JSON.stringify(a.body)}`);
+      if (verify) await verify(a, uploads[i]);
+    }
+    const perGiB = (s) => s / (bytes / GiB);
+    return {
+      name,
+      bytes,
+      seconds,
+      mibPerSecond: bytes / MiB / seconds,
+      cpuPerGiB: perGiB(server.cpuSeconds() - cpu0),
+      sinkCpuPerGiB: sink ? perGiB(sink.cpuSeconds() - sinkCpu0) : null,
+      idleRss,
+      peakRss,
+      rssGrowth: peakRss - idleRss,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+function sinkCheck(sink) {
+  return async (answer, bytes) => {
+    const got = await sinkRecord(sink.url, answer.body.videoId);
+    if (got.sha256 !== fileDigest(bytes) || got.size !== bytes) {
+      throw new Error(
+        `SHA-256 mismatch at the sink for ${answer.body.videoId}: ${JSON.stringify(got)}`,
+      );
+    }
+  };
+}
+
+async function main() {
+  const fast = await startProcess(script('bench/sink.mjs'));
+  const slow = await startProcess(script('bench/sink.mjs'), { SINK_DELAY_MS: '200' });
+  const relay = (sink, p, c) => () =>
+    startProcess(script('dist/main.js'), relayEnv(sink.url, p, c));
+  const concurrentEach = Math.max(MiB, Math.floor(size / 4));
+  const variants = [
+    {
+      name: 'floor (busboy drain)',
+      kind: 'floor',
+      run: () =>
+        measure('floor', () => startProcess(script('bench/floor.mjs')), {
+          uploads: [size],
+          verify: async (a, b) => {
+            if (a.body.bytes !== b) throw new Error('floor lost bytes');
+          },
+        }),
+    },
+    ...grid.map(([p, c]) => ({
+      name: `relay ${p} MiB × ${c}`,
+      kind: 'relay',
+      part: p,
+      concurrency: c,
+      run: () =>
+        measure(`relay ${p}x${c}`, relay(fast, p, c), {
+          sink: fast,
+          uploads: [size],
+          verify: sinkCheck(fast),
+        }),
+    })),
+    {
+      name: 'naive (multer + official client)',
+      kind: 'naive',
+      run: () =>
+        measure('naive', () => startProcess(script('bench/naive.mjs'), { SINK_URL: fast.url }), {
+          sink: fast,
+          uploads: [size],
+          verify: sinkCheck(fast),
+        }),
+    },
+    {
+      name: `concurrent 8 × ${concurrentEach / MiB} MiB`,
+      kind: 'concurrent',
+      run: () =>
+        measure('concurrent', relay(fast, 16, 2), {
+          sink: fast,
+          uploads: Array(8).fill(concurrentEach),
+          verify: sinkCheck(fast),
+        }),
+    },
+    {
+      name: 'slow upstream (200 ms per part)',
+      kind: 'slow',
+      run: () =>
+        measure('slow', relay(slow, 16, 2), {
+          sink: slow,
+          uploads: [size],
+          verify: sinkCheck(slow),
+        }),
+    },
+  ];
+  const runs = new Map(variants.map((v) => [v.name, []]));
+  const total = rounds * variants.length;
+  let done = 0;
+  for (let round = 1; round <= rounds; round++) {
+    for (const v of variants) {
+      process.stderr.write(`\r[${++done}/${total}] round ${round}: ${v.name}`.padEnd(70));
+      runs.get(v.name).push(await v.run());
+    }
+  }
+  process.stderr.write('\n');
+  await Promise.all([fast.stop(), slow.stop()]);
+  const summary = variants.map(({ run: _run, ...v }) => {
+    const rs = runs.get(v.name);
+    const pick = (key) => ({
+      min: Math.min(...rs.map((r) => r[key])),
+      median: median(rs.map((r) => r[key])),
+      max: Math.max(...rs.map((r) => r[key])),
+    });
+    return {
+      ...v,
+      runs: rs,
+      seconds: pick('seconds'),
+      mibPerSecond: pick('mibPerSecond'),
+      cpuPerGiB: pick('cpuPerGiB'),
+      rssGrowth: pick('rssGrowth'),
+      peakRss: pick('peakRss'),
+      idleRss: pick('idleRss'),
+    };
+  });
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: (await import('node:os')).cpus().length,
+    size,
+    rounds,
+    quick,
+  };
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(
+    join(outDir, 'benchmarks.json'),
+    JSON.stringify({ meta, variants: summary }, null, 2) + '\n',
+  );
+  const { markdown, svg } = await renderReport(meta, summary);
+  writeFileSync(join(outDir, 'benchmarks.svg'), svg);
+  writeFileSync(join(outDir, 'benchmarks.md'), markdown);
+  process.stderr.write(`results in ${outDir}/benchmarks.md\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`\nbenchmark failed: ${err.stack ?? err}\n`);
+  process.exit(1);
+});
