@@ -15,6 +15,7 @@ WORKDIR /app
 COPY --from=build --chown=node:node /app/package.json ./package.json
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
+COPY public ./public
 USER node
 EXPOSE 3000
 # The image has no curl: Node's own fetch asks /healthz.

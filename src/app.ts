@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
@@ -12,6 +13,7 @@ import { requestId } from './http/request-id';
 import { uploadRoute } from './http/upload-route';
 import { uploadSlots } from './http/upload-slots';
 import { getVideoRoute } from './http/videos-route';
+import openapi from './http/openapi.json';
 import { Lifecycle } from './lifecycle';
 import { RelayMetrics } from './metrics';
 
@@ -22,7 +24,11 @@ export interface AppDeps {
   readiness: Readiness;
   metrics?: RelayMetrics;
   lifecycle?: Lifecycle;
+  /** Where the upload page's files are (RELAY_DEMO_PAGE). */
+  publicDir?: string;
 }
+
+const PUBLIC_DIR = join(__dirname, '..', 'public');
 
 /** Builds the relay from explicit parts: no environment, no globals, so tests can build many. */
 export function createApp(deps: AppDeps): express.Express {
@@ -36,6 +42,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(requestLogger(logger));
   app.use(helmet());
   if (config.http.corsOrigins.length > 0) app.use(corsFor(config.http.corsOrigins));
+  app.get('/openapi.json', (_req, res) => void res.json(openapi));
+  if (config.demoPage)
+    app.use(express.static(deps.publicDir ?? PUBLIC_DIR, { index: 'index.html', maxAge: '1h' }));
   app.use(healthRoutes({ isReady: () => !lifecycle.draining && deps.readiness.isReady() }));
   app.get('/metrics', metricsAuth(config.auth.metricsToken), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -51,6 +51,8 @@ export interface Config {
     trustProxy: boolean | number | string;
   };
   shutdownGraceMs: number;
+  /** Serve the upload page at `/`. */
+  demoPage: boolean;
   network: {
     httpProxy: string | undefined;
     httpsProxy: string | undefined;
@@ -254,6 +256,7 @@ export function loadConfig(env: Env): Config {
       trustProxy: parseTrustProxy(r),
     },
     shutdownGraceMs: r.int('SHUTDOWN_GRACE_MS', 60_000, 0, 24 * 3600 * 1000),
+    demoPage: r.bool('RELAY_DEMO_PAGE', nodeEnv !== 'production'),
     network: {
       httpProxy: r.either('HTTP_PROXY'),
       httpsProxy: r.either('HTTPS_PROXY'),

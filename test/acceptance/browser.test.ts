@@ -1,0 +1,82 @@
+/**
+ * The upload page in a real browser: playwright-core drives Debian's Chromium, picks a generated
+ * 12 MiB file, uploads it, and the emulator's SHA-256 is the file's. A screenshot goes to docs/.
+ */
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import type { RunningEmulator } from '../../src/emulator/app';
+import { MiB, randomBytesOf, sha256 } from '../helpers/data';
+import { inspectVideo, startTestEmulator } from '../helpers/emulator';
+import { startTestRelay, type TestRelay } from '../helpers/relay';
+
+let emulator: RunningEmulator;
+let relay: TestRelay;
+let browser: Browser;
+beforeAll(async () => {
+  emulator = await startTestEmulator();
+  relay = await startTestRelay(emulator, {
+    env: { RELAY_API_TOKENS: 'browser-token-0123456789', LOG_LEVEL: 'warn' },
+  });
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    // The flags a closed network needs: no background calls home, no sandbox as root.
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+  await relay.close();
+  await emulator.close();
+});
+
+test('pick a file, see progress, get the videoId and the player link', async () => {
+  const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(relay.url);
+  expect(await page.title()).toBe('Upload a video · api.video relay');
+  const file = randomBytesOf(12 * MiB);
+  await page.setInputFiles('#file', { name: 'beach-day.mp4', mimeType: 'video/mp4', buffer: file });
+  await expect(page.textContent('#drop-text')).resolves.toContain('beach-day.mp4');
+  await page.fill('#title', 'Beach day');
+  await page.fill('#token', 'browser-token-0123456789');
+  await page.click('#upload');
+  await page.waitForSelector('#result:not([hidden])', { timeout: 30_000 });
+  const videoId = (await page.textContent('#video-id'))!;
+  expect(await page.textContent('#percent')).toBe('100 %');
+  expect(await page.getAttribute('#player', 'href')).toBe(`https://embed.api.video/vod/${videoId}`);
+  expect(inspectVideo(emulator, videoId)).toMatchObject({
+    completed: true,
+    size: file.length,
+    sha256: sha256(file),
+    input: { title: 'Beach day' },
+  });
+  expect(errors).toEqual([]);
+  await page.waitForTimeout(400); // let the bar's transition end
+  await page.screenshot({ path: join(__dirname, '../../docs/demo-page.png') });
+});
+
+test('a refused upload shows the problem, not a stack', async () => {
+  const page = await browser.newPage();
+  await page.goto(relay.url);
+  await page.evaluate('sessionStorage.clear()');
+  await page.fill('#token', '');
+  await page.setInputFiles('#file', {
+    name: 'x.mp4',
+    mimeType: 'video/mp4',
+    buffer: Buffer.from('x'),
+  });
+  await page.click('#upload');
+  await page.waitForSelector('#error:not([hidden])');
+  expect(await page.textContent('#error')).toContain('unauthorized');
+});
