@@ -95,6 +95,8 @@ export async function renderReport(meta, variants) {
     '',
     '![throughput and memory per variant](benchmarks.svg)',
     '',
+    'What the profile showed, what was tuned, and what limits the missed targets: [performance-notes.md](performance-notes.md).',
+    '',
     '## Targets',
     '',
     '| measure | measured | target | |',

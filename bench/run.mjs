@@ -30,11 +30,11 @@ const parseSize = (t) =>
 const quick = flag('quick');
 const size = quick ? 64 * MiB : parseSize(option('size', '1GiB'));
 const rounds = Number(option('rounds', quick ? 1 : 3));
-const outDir = quick ? join(ROOT, 'bench/.work') : join(ROOT, 'docs');
+const outDir = quick || argv.includes('--only') ? join(ROOT, 'bench/.work') : join(ROOT, 'docs');
 const grid = quick ? [[16, 2]] : [5, 16, 64].flatMap((p) => [1, 2, 4].map((c) => [p, c]));
 const script = (name) => join(ROOT, name);
 
-function relayEnv(sinkUrl, partMiB, concurrency) {
+function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled') {
   return {
     NODE_ENV: 'production',
     RELAY_ALLOW_ANONYMOUS: 'true',
@@ -42,6 +42,7 @@ function relayEnv(sinkUrl, partMiB, concurrency) {
     APIVIDEO_BASE_URL: sinkUrl,
     UPLOAD_PART_SIZE: `${partMiB}MiB`,
     UPLOAD_PART_CONCURRENCY: String(concurrency),
+    UPLOAD_PART_BUFFERING: buffering,
     UPLOAD_MAX_CONCURRENT_PER_CLIENT: '8',
     LOG_LEVEL: 'info', // two lines per upload, none on the byte path
     PORT: '0',
@@ -100,8 +101,8 @@ function sinkCheck(sink) {
 async function main() {
   const fast = await startProcess(script('bench/sink.mjs'));
   const slow = await startProcess(script('bench/sink.mjs'), { SINK_DELAY_MS: '200' });
-  const relay = (sink, p, c) => () =>
-    startProcess(script('dist/main.js'), relayEnv(sink.url, p, c));
+  const relay = (sink, p, c, buffering) => () =>
+    startProcess(script('dist/main.js'), relayEnv(sink.url, p, c, buffering));
   const concurrentEach = Math.max(MiB, Math.floor(size / 4));
   const variants = [
     {
@@ -127,6 +128,16 @@ async function main() {
           verify: sinkCheck(fast),
         }),
     })),
+    {
+      name: 'relay 16 MiB × 2, parts as chunk lists',
+      kind: 'relay-chunks',
+      run: () =>
+        measure('relay chunks', relay(fast, 16, 2, 'chunks'), {
+          sink: fast,
+          uploads: [size],
+          verify: sinkCheck(fast),
+        }),
+    },
     {
       name: 'naive (multer + official client)',
       kind: 'naive',
@@ -158,6 +169,10 @@ async function main() {
         }),
     },
   ];
+  // --only <regex>: a subset, for a focused comparison (written under bench/.work, like --quick).
+  const only = option('only', null);
+  if (only)
+    variants.splice(0, variants.length, ...variants.filter((v) => new RegExp(only).test(v.name)));
   const runs = new Map(variants.map((v) => [v.name, []]));
   const total = rounds * variants.length;
   let done = 0;

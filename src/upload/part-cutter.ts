@@ -3,6 +3,15 @@ export interface Part {
   number: number;
   chunks: Buffer[];
   size: number;
+  /** The pooled buffer holding the bytes, to reuse once the part is acknowledged. */
+  buffer?: Buffer;
+}
+
+/** What the upload needs of a cutter: bytes in, parts out, buffers back. */
+export interface Cutter {
+  push(chunk: Buffer): Part[];
+  finish(): Part | undefined;
+  recycle(part: Part): void;
 }
 
 /**
@@ -11,7 +20,7 @@ export interface Part {
  * labelled `part N/N`, and no empty part is ever produced, even when the length is an exact
  * multiple of the part size.
  */
-export class PartCutter {
+export class PartCutter implements Cutter {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private nextNumber = 1;
@@ -37,6 +46,9 @@ export class PartCutter {
   finish(): Part | undefined {
     return this.buffered === 0 ? undefined : this.cut(this.buffered);
   }
+
+  /** Nothing to reuse: the chunks are the client's, and the GC takes them back. */
+  recycle(): void {}
 
   private cut(size: number): Part {
     const taken: Buffer[] = [];

@@ -8,7 +8,8 @@ import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
 import { abortable } from './abortable';
 import { IdleTimer } from './idle-timer';
-import { PartCutter, type Part } from './part-cutter';
+import { PartCutter, type Cutter, type Part } from './part-cutter';
+import { PooledPartCutter } from './pooled-part-cutter';
 import { PartQueue } from './part-queue';
 import { toRelayError } from './upstream-failure';
 import type { UploadTarget } from './video-fields';
@@ -16,6 +17,8 @@ import type { UploadTarget } from './video-fields';
 export interface RelaySettings {
   partSize: number;
   partConcurrency: number;
+  /** How a part is held: reused part-size buffers filled in place, or the client's own chunks. */
+  partBuffering: 'pooled' | 'chunks';
   /** 0: no limit. */
   maxFileSize: number;
   /** 0: no limit. */
@@ -92,7 +95,7 @@ export async function relayUpload(
 class Upload {
   private readonly internal = new AbortController();
   private readonly signal: AbortSignal;
-  private readonly cutter: PartCutter;
+  private readonly cutter: Cutter;
   private readonly queue: PartQueue<Video>;
   private readonly idle: IdleTimer;
   private readonly observer: UploadObserver;
@@ -116,7 +119,10 @@ class Upload {
     this.observer = request.observer ?? NO_OBSERVER;
     this.signal = AbortSignal.any([request.signal, this.internal.signal]);
     this.signal.addEventListener('abort', this.stopReading, { once: true });
-    this.cutter = new PartCutter(settings.partSize);
+    this.cutter =
+      settings.partBuffering === 'pooled'
+        ? new PooledPartCutter(settings.partSize, settings.partConcurrency + 1)
+        : new PartCutter(settings.partSize);
     this.queue = new PartQueue(
       settings.partConcurrency,
       (part, isLast) => this.sendPart(part, isLast),
@@ -201,6 +207,7 @@ class Upload {
     );
     const seconds = (performance.now() - started) / 1000;
     progress.partsAcknowledged += 1;
+    this.cutter.recycle(part);
     this.held -= part.size;
     this.observer.partAcknowledged(part.size, seconds);
     logger.debug(
