@@ -240,7 +240,10 @@ export function loadConfig(env: Env): Config {
     upload: {
       partSize: r.size('UPLOAD_PART_SIZE', 16 * MiB, 5 * MiB, 128 * MiB),
       partConcurrency: r.int('UPLOAD_PART_CONCURRENCY', 2, 1, 8),
-      partBuffering: r.oneOf<'pooled' | 'chunks'>('UPLOAD_PART_BUFFERING', 'pooled', ['pooled', 'chunks']),
+      partBuffering: r.oneOf<'pooled' | 'chunks'>('UPLOAD_PART_BUFFERING', 'pooled', [
+        'pooled',
+        'chunks',
+      ]),
       maxFileSize: r.size('UPLOAD_MAX_FILE_SIZE', 0, 0, Number.MAX_SAFE_INTEGER),
       requestTimeoutMs,
       idleTimeoutMs: r.int('UPLOAD_IDLE_TIMEOUT_MS', 60_000, 0, 2 ** 31 - 1),

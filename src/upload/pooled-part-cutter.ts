@@ -38,7 +38,10 @@ export class PooledPartCutter implements Cutter {
 
   /** The last part, or undefined when no byte ever arrived. */
   finish(): Part | undefined {
-    const chunks = [...(this.current && this.filled > 0 ? [this.current.subarray(0, this.filled)] : []), ...this.pending];
+    const chunks = [
+      ...(this.current && this.filled > 0 ? [this.current.subarray(0, this.filled)] : []),
+      ...this.pending,
+    ];
     const size = this.filled + this.pendingBytes;
     if (size === 0) return undefined;
     const part: Part = { number: this.nextNumber++, chunks, size, buffer: this.current };
@@ -54,7 +57,12 @@ export class PooledPartCutter implements Cutter {
     for (;;) {
       if (this.full) {
         // The current part is full and more bytes exist: it is not the last one.
-        released.push({ number: this.nextNumber++, chunks: [this.current!], size: this.partSize, buffer: this.current });
+        released.push({
+          number: this.nextNumber++,
+          chunks: [this.current!],
+          size: this.partSize,
+          buffer: this.current,
+        });
         this.current = undefined;
         this.filled = 0;
         this.full = false;
@@ -71,7 +79,12 @@ export class PooledPartCutter implements Cutter {
   private copyPending(): void {
     while (this.pending.length > 0 && this.filled < this.partSize) {
       const head = this.pending[0]!;
-      const n = head.copy(this.current!, this.filled, 0, Math.min(head.length, this.partSize - this.filled));
+      const n = head.copy(
+        this.current!,
+        this.filled,
+        0,
+        Math.min(head.length, this.partSize - this.filled),
+      );
       this.filled += n;
       this.pendingBytes -= n;
       if (n === head.length) this.pending.shift();
