@@ -60,7 +60,6 @@ export function createApp(deps: AppDeps): express.Express {
       lifecycle,
       settings: config.upload,
       formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
-      logger,
     }),
   );
   app.get('/v1/videos/:videoId', authenticate, getVideoRoute(apivideo));

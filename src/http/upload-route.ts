@@ -25,7 +25,6 @@ export interface UploadRouteDeps {
   lifecycle: Lifecycle;
   settings: RelaySettings & { requestTimeoutMs: number };
   formLimits: FormLimits;
-  logger: Logger;
 }
 
 /** Room for text fields and framing when a multipart body's Content-Length is judged. */

@@ -6,6 +6,7 @@ import { request } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB, randomStream } from '../helpers/data';
 import { TEST_API_KEY, inspectVideo, startTestEmulator } from '../helpers/emulator';
+import { eventually } from '../helpers/wait';
 import { startRelayProcess } from '../helpers/process';
 import { uploadRaw } from '../helpers/upload';
 
@@ -13,14 +14,6 @@ let emulator: RunningEmulator;
 beforeAll(async () => (emulator = await startTestEmulator()));
 afterAll(() => emulator.close());
 afterEach(() => emulator.faults.clear());
-
-async function eventually(check: () => boolean, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function startBigUpload(url: string, size: number) {
   const file = randomStream(size, MiB);

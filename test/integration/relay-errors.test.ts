@@ -8,6 +8,7 @@ import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB, randomBytesOf, randomStream } from '../helpers/data';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
 import { RawHttp } from '../helpers/raw-http';
+import { eventually } from '../helpers/wait';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { multipartAround, uploadMultipart, uploadRaw } from '../helpers/upload';
 
@@ -26,14 +27,6 @@ afterAll(async () => {
 
 const videoCount = () => emulator.videos.all().length;
 const newestVideo = () => emulator.videos.all().at(-1)!;
-
-async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('the problem+json shape', () => {
   test('415 for a body that is neither multipart nor a video: code, request id, no stack', async () => {
