@@ -15,6 +15,10 @@ import { uploadSlots } from './http/upload-slots';
 import { getVideoRoute } from './http/videos-route';
 import openapi from './http/openapi.json';
 import { Lifecycle } from './lifecycle';
+import { MemoryLocker } from '@tus/server';
+import type { Locker } from '@tus/utils';
+import { MemorySessionStore, type SessionStore } from './resumable/sessions';
+import { UPLOADS_PATH, resumableRoutes } from './resumable/tus-routes';
 import { RelayMetrics } from './metrics';
 
 export interface AppDeps {
@@ -26,6 +30,8 @@ export interface AppDeps {
   lifecycle?: Lifecycle;
   /** Where the upload page's files are (RELAY_DEMO_PAGE). */
   publicDir?: string;
+  /** Resumable uploads' sessions and locks; in memory when not given. */
+  resumable?: { sessions: SessionStore; locker: Locker };
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
@@ -63,6 +69,19 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
   app.get('/v1/videos/:videoId', authenticate, getVideoRoute(apivideo));
+  const resumable = resumableRoutes({
+    client: apivideo,
+    sessions: deps.resumable?.sessions ?? new MemorySessionStore(),
+    locker: deps.resumable?.locker ?? new MemoryLocker(),
+    partSize: config.upload.partSize,
+    maxFileSize: config.upload.maxFileSize,
+    ttlMs: config.resumable.sessionTtlMs,
+    trustProxy: config.http.trustProxy !== false,
+    logger,
+  });
+  app.use(UPLOADS_PATH, authenticate);
+  app.use(resumable.router);
+  app.locals.resumable = resumable;
   app.use(routeNotFound);
   app.use(problemHandler(logger));
   return app;
@@ -93,8 +112,29 @@ function corsFor(origins: string[]) {
   return cors({
     origin: origins.includes('*') ? '*' : origins,
     methods: ['GET', 'POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
-    exposedHeaders: ['Location', 'X-Request-Id'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', ...TUS_REQUEST_HEADERS],
+    exposedHeaders: ['Location', 'X-Request-Id', ...TUS_RESPONSE_HEADERS],
     maxAge: 600,
   });
 }
+
+/** What a browser's tus client sends and must read across origins. */
+const TUS_REQUEST_HEADERS = [
+  'Tus-Resumable',
+  'Upload-Length',
+  'Upload-Offset',
+  'Upload-Metadata',
+  'Upload-Defer-Length',
+  'X-HTTP-Method-Override',
+];
+const TUS_RESPONSE_HEADERS = [
+  'Tus-Resumable',
+  'Tus-Version',
+  'Tus-Extension',
+  'Tus-Max-Size',
+  'Upload-Offset',
+  'Upload-Length',
+  'Upload-Metadata',
+  'Upload-Expires',
+  'Upload-Video-Id',
+];

@@ -54,6 +54,11 @@ export interface Config {
   shutdownGraceMs: number;
   /** Serve the upload page at `/`. */
   demoPage: boolean;
+  resumable: {
+    /** Sessions and locks in Redis when set; in this process's memory otherwise (one instance). */
+    redisUrl: string | undefined;
+    sessionTtlMs: number;
+  };
   network: {
     httpProxy: string | undefined;
     httpsProxy: string | undefined;
@@ -145,6 +150,23 @@ class Reader {
       return fallback;
     }
     return text as T;
+  }
+
+  /** "3600" (seconds), "90s", "30m", "24h", "7d" → ms. */
+  duration(name: string, fallbackMs: number): number {
+    const text = this.raw(name);
+    if (text === undefined) return fallbackMs;
+    const m = /^(\d+)\s*(s|m|h|d)?$/i.exec(text);
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+      (m?.[2] ?? 's').toLowerCase() as 's'
+    ];
+    if (!m || Number(m[1]) === 0) {
+      this.problems.push(
+        `${name}: expected a duration such as 3600, 90s, 30m, 24h or 7d, got "${text}"`,
+      );
+      return fallbackMs;
+    }
+    return Number(m[1]) * unit;
   }
 
   bool(name: string, fallback: boolean): boolean {
@@ -262,6 +284,10 @@ export function loadConfig(env: Env): Config {
     },
     shutdownGraceMs: r.int('SHUTDOWN_GRACE_MS', 60_000, 0, 24 * 3600 * 1000),
     demoPage: r.bool('RELAY_DEMO_PAGE', nodeEnv !== 'production'),
+    resumable: {
+      redisUrl: redisUrl(r),
+      sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
+    },
     network: {
       httpProxy: r.either('HTTP_PROXY'),
       httpsProxy: r.either('HTTPS_PROXY'),
@@ -279,5 +305,14 @@ function parseTrustProxy(r: Reader): boolean | number | string {
   if (text === undefined || text === 'false') return false;
   if (text === 'true') return true;
   if (/^\d+$/.test(text)) return Number(text);
+  return text;
+}
+
+function redisUrl(r: Reader): string | undefined {
+  const text = r.raw('REDIS_URL');
+  if (text !== undefined && !/^rediss?:\/\//.test(text)) {
+    r.problems.push(`REDIS_URL: expected a redis:// or rediss:// URL, got "${text}"`);
+    return undefined;
+  }
   return text;
 }

@@ -14,6 +14,9 @@ import { RelayError } from './errors';
 import { Lifecycle } from './lifecycle';
 import { createLogger, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
+import { Redis } from 'ioredis';
+import { RedisLocker } from './resumable/redis-locker';
+import { RedisSessionStore } from './resumable/sessions';
 
 function fail(message: string): never {
   console.error(message);
@@ -64,6 +67,18 @@ function secretsOf(config: Config): Array<string | undefined> {
   ];
 }
 
+/** Sessions and locks of resumable uploads: shared in Redis, or in this process only. */
+function resumableStorage(config: Config, logger: Logger) {
+  const url = config.resumable.redisUrl;
+  if (!url) {
+    logger.info('REDIS_URL is not set: resumable uploads live in this process only (one instance)');
+    return undefined;
+  }
+  const redis = new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
+  return { sessions: new RedisSessionStore(redis), locker: new RedisLocker(redis) };
+}
+
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
 async function upstream(
   config: Config,
@@ -94,7 +109,18 @@ async function main(): Promise<void> {
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
   const lifecycle = new Lifecycle();
-  const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle });
+  const resumable = resumableStorage(config, logger);
+  const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle, resumable });
+  const sweeper = setInterval(
+    () => {
+      void (app.locals.resumable as { store: { deleteExpired(): Promise<number> } }).store
+        .deleteExpired()
+        .catch((err: unknown) => {
+          logger.warn({ err: String(err) }, 'could not sweep expired resumable uploads');
+        });
+    },
+    Math.min(60_000, config.resumable.sessionTtlMs),
+  ).unref();
   const server = createHttpServer(app, config);
   const url = await listen(server, config.port, config.host);
   const { partSize, partConcurrency } = config.upload;
@@ -130,10 +156,11 @@ async function main(): Promise<void> {
     );
     logger.info({ outcome }, 'drained; closing');
     keyCheck.stop();
+    clearInterval(sweeper);
     server.close();
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), 1000).unref();
-    await Promise.allSettled([apivideo.close(), emulator?.close()]);
+    await Promise.allSettled([apivideo.close(), emulator?.close(), resumable?.sessions.close()]);
     logger.flush();
     process.exit(0);
   };

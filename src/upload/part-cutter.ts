@@ -23,9 +23,15 @@ export interface Cutter {
 export class PartCutter implements Cutter {
   private chunks: Buffer[] = [];
   private buffered = 0;
-  private nextNumber = 1;
+  private nextNumber: number;
 
-  constructor(private readonly partSize: number) {}
+  /** `firstNumber`: a resumed upload goes on from its next part. */
+  constructor(
+    private readonly partSize: number,
+    firstNumber = 1,
+  ) {
+    this.nextNumber = firstNumber;
+  }
 
   /** Bytes held and not yet released as a part. */
   get pendingBytes(): number {

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import type { Server } from 'node:http';
 import { ApiVideoClient } from '../../src/apivideo/client';
-import { createApp } from '../../src/app';
+import { createApp, type AppDeps } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { createLogger } from '../../src/logger';
@@ -13,6 +13,8 @@ export interface TestRelay {
   server: Server;
   config: Config;
   client: ApiVideoClient;
+  /** The resumable uploads' store (to sweep expired sessions on demand). */
+  resumableStore: { deleteExpired(): Promise<number> };
   /** Every log line written so far, parsed. */
   logs(): Array<Record<string, unknown>>;
   rawLogs(): string;
@@ -24,6 +26,7 @@ export interface TestRelayOptions {
   ready?: boolean;
   apiKey?: string;
   authScheme?: 'basic' | 'bearer';
+  resumable?: AppDeps['resumable'];
 }
 
 /**
@@ -63,6 +66,7 @@ export async function startTestRelay(
     logger,
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },
+    resumable: options.resumable,
   });
   const server = createHttpServer(app, config);
   const url = await listen(server, 0, '127.0.0.1');
@@ -71,6 +75,7 @@ export async function startTestRelay(
     server,
     config,
     client,
+    resumableStore: (app.locals.resumable as { store: { deleteExpired(): Promise<number> } }).store,
     rawLogs: () => lines,
     logs: () =>
       lines

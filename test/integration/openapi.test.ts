@@ -163,3 +163,19 @@ test('operations: health, readiness (both ways), metrics (open and locked)', asy
   conforms('/metrics', 'get', await request(open.url).get('/metrics'));
   conforms('/metrics', 'get', await request(locked.url).get('/metrics')); // 401
 });
+
+test('resumable uploads: GET /v1/uploads/{id}, both ways', async () => {
+  const created = await request(open.url)
+    .post('/v1/uploads')
+    .set('Tus-Resumable', '1.0.0')
+    .set('Upload-Length', '3');
+  const path = created.headers.location as string;
+  await request(open.url)
+    .patch(path)
+    .set('Tus-Resumable', '1.0.0')
+    .set('Upload-Offset', '0')
+    .set('Content-Type', 'application/offset+octet-stream')
+    .send(Buffer.from('abc'));
+  conforms('/v1/uploads/{id}', 'get', await request(open.url).get(path));
+  conforms('/v1/uploads/{id}', 'get', await request(open.url).get('/v1/uploads/nope'));
+});
