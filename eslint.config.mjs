@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'coverage/', 'node_modules/', 'bench/.work/', 'public/'] },
+  { ignores: ['dist/', 'coverage/', 'node_modules/', 'bench/.work/', 'test/.work/', 'public/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
@@ -35,6 +35,11 @@ export interface AppDeps {
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
+const TUS_BROWSER_BUNDLE = join(
+  dirname(require.resolve('tus-js-client/package.json')),
+  'dist',
+  'tus.min.js',
+);
 
 /** Builds the relay from explicit parts: no environment, no globals, so tests can build many. */
 export function createApp(deps: AppDeps): express.Express {
@@ -49,8 +54,13 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(helmet());
   if (config.http.corsOrigins.length > 0) app.use(corsFor(config.http.corsOrigins));
   app.get('/openapi.json', (_req, res) => void res.json(openapi));
-  if (config.demoPage)
+  if (config.demoPage) {
     app.use(express.static(deps.publicDir ?? PUBLIC_DIR, { index: 'index.html', maxAge: '1h' }));
+    // The page's resumable mode uses tus-js-client's browser build, served from here (no CDN).
+    app.get('/vendor/tus.min.js', (_req, res) =>
+      res.sendFile(TUS_BROWSER_BUNDLE, { maxAge: '1d' }),
+    );
+  }
   app.use(healthRoutes({ isReady: () => !lifecycle.draining && deps.readiness.isReady() }));
   app.get('/metrics', metricsAuth(config.auth.metricsToken), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

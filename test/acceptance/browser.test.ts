@@ -66,6 +66,27 @@ test('pick a file, see progress, get the videoId and the player link', async () 
   await page.screenshot({ path: join(__dirname, '../../docs/demo-page.png') });
 });
 
+test('the resumable switch: tus-js-client in the browser, through /v1/uploads', async () => {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(relay.url);
+  const file = randomBytesOf(12 * MiB);
+  await page.setInputFiles('#file', { name: 'resumable.mp4', mimeType: 'video/mp4', buffer: file });
+  await page.fill('#token', 'browser-token-0123456789');
+  await page.check('#resumable');
+  await page.click('#upload');
+  await page.waitForSelector('#result:not([hidden])', { timeout: 30_000 });
+  const videoId = (await page.textContent('#video-id'))!;
+  expect(inspectVideo(emulator, videoId)).toMatchObject({
+    completed: true,
+    sha256: sha256(file),
+    input: { title: 'resumable' },
+  });
+  expect(inspectVideo(emulator, videoId).parts.length).toBe(3); // 5 MiB parts, relayed as tus chunks arrived
+  expect(errors).toEqual([]);
+});
+
 test('a refused upload shows the problem, not a stack', async () => {
   const page = await browser.newPage();
   await page.goto(relay.url);

@@ -3,7 +3,7 @@
  * token auth: each must print a videoId whose bytes at the emulator are the file's.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { RunningEmulator } from '../../src/emulator/app';
@@ -75,6 +75,19 @@ test('Python example (requests)', async () => {
   writeFileSync(script, blocks('Python', 'python')[0]!);
   // Debian's python3 carries requests (python3-requests), installed by .ci/run.
   const { stdout } = await run('/usr/bin/python3', [script], { env: env() });
+  expect(expectUploaded(stdout).input).toMatchObject({
+    title: 'Holiday',
+    tags: ['beach', 'summer'],
+  });
+});
+
+test('tus example (tus-js-client, resumable)', async () => {
+  // Written inside the project so that `import 'tus-js-client'` resolves to its node_modules.
+  const dir = join(__dirname, '../.work');
+  mkdirSync(dir, { recursive: true });
+  const script = join(dir, 'example-tus.mjs');
+  writeFileSync(script, blocks('A tus client', 'js')[0]!);
+  const { stdout } = await run(process.execPath, [script], { env: env() });
   expect(expectUploaded(stdout).input).toMatchObject({
     title: 'Holiday',
     tags: ['beach', 'summer'],
