@@ -288,3 +288,84 @@ test('an empty upload is refused; no container is made', async () => {
   expect(emulator.videos.all().length).toBe(before);
   await eventually(() => true);
 });
+
+test('creation-with-upload: the first bytes come with the POST', async () => {
+  const data = randomBytesOf(7 * MiB);
+  const result = await tusUpload(endpoint(), data, {
+    headers: auth(TOKEN_A),
+    uploadDataDuringCreation: true,
+    chunkSize: 6 * MiB,
+  });
+  expect(inspectVideo(emulator, result.videoId!)).toMatchObject({
+    completed: true,
+    sha256: sha256(data),
+  });
+});
+
+test('metadata videoId: the upload goes into that container, which termination never deletes', async () => {
+  const theirs = emulator.videos.create({ title: 'made elsewhere' });
+  const data = randomBytesOf(1000);
+  const result = await tusUpload(endpoint(), data, {
+    headers: auth(TOKEN_A),
+    metadata: { filename: 'a.mp4', videoId: theirs.videoId },
+  });
+  expect(result.videoId).toBe(theirs.videoId);
+  expect(inspectVideo(emulator, theirs.videoId)).toMatchObject({
+    completed: true,
+    sha256: sha256(data),
+  });
+  const other = emulator.videos.create({ title: 'kept' });
+  const created = await request(relay.url)
+    .post('/v1/uploads')
+    .set(auth(TOKEN_A))
+    .set('Tus-Resumable', '1.0.0')
+    .set('Upload-Length', String(12 * MiB))
+    .set('Upload-Metadata', `videoId ${Buffer.from(other.videoId).toString('base64')}`);
+  const path = created.headers.location!;
+  expect((await patch(path, 0, randomBytesOf(6 * MiB))).status).toBe(204);
+  expect(
+    (await request(relay.url).delete(path).set(auth(TOKEN_A)).set('Tus-Resumable', '1.0.0')).status,
+  ).toBe(204);
+  expect(inspectVideo(emulator, other.videoId).deleted).toBe(false);
+});
+
+describe('the Redis lock', () => {
+  test('a second holder waits for the first; a lock left by a dead instance expires', async () => {
+    const redis = new Redis('redis://127.0.0.1:6379');
+    redises.push(redis);
+    const id = `lock-test-${Date.now()}`;
+    const first = new RedisLocker(redis).newLock(id);
+    const second = new RedisLocker(redis).newLock(id); // another "instance": no in-process release
+    await first.lock(new AbortController().signal, () => undefined);
+    let secondHas = false;
+    const waiting = second
+      .lock(AbortSignal.timeout(10_000), () => undefined)
+      .then(() => (secondHas = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(secondHas).toBe(false);
+    await first.unlock();
+    await waiting;
+    expect(secondHas).toBe(true);
+    await second.unlock();
+    // A crashed instance's lock: nobody renews or releases it; it is gone within its 5 s lease.
+    await redis.set(`apivideo-relay:lock:${id}`, 'dead-instance', 'PX', 800);
+    const started = Date.now();
+    const third = new RedisLocker(redis).newLock(id);
+    await third.lock(AbortSignal.timeout(10_000), () => undefined);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+    await third.unlock();
+    expect(await redis.exists(`apivideo-relay:lock:${id}`)).toBe(0);
+  });
+
+  test('a lock is only released by its owner', async () => {
+    const redis = new Redis('redis://127.0.0.1:6379');
+    redises.push(redis);
+    const id = `lock-owner-${Date.now()}`;
+    const lock = new RedisLocker(redis).newLock(id);
+    await lock.lock(new AbortController().signal, () => undefined);
+    await redis.set(`apivideo-relay:lock:${id}`, 'someone-else', 'PX', 5000); // as if ours had expired and been taken
+    await lock.unlock();
+    expect(await redis.get(`apivideo-relay:lock:${id}`)).toBe('someone-else');
+    await redis.del(`apivideo-relay:lock:${id}`);
+  });
+});
