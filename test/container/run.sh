@@ -35,6 +35,12 @@ docker() { /usr/bin/docker "$@"; }
 DOCKER_BUILDKIT=1 docker build --network host -t "$IMAGE" -t apivideo-upload-relay:local . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; exit 1; }
 log "image size: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MiB", $1/1048576}')"
 log "node in the image: $(docker run --rm --network host "$IMAGE" node --version)"
+# Unprivileged, production, and nothing but what runs: no tests, no .git, no .env.
+[ "$(docker run --rm --network host "$IMAGE" id -un)" = node ] || { echo "container-test: not running as node" >&2; exit 1; }
+[ "$(docker run --rm --network host "$IMAGE" node -p process.env.NODE_ENV)" = production ] || { echo "container-test: NODE_ENV is not production" >&2; exit 1; }
+stray=$(docker run --rm --network host "$IMAGE" sh -c 'ls -A /app; ls /app/node_modules | grep -E "^(jest|typescript|ts-jest|playwright-core)$" || true' | grep -E '^(test|\.git|\.env|src|bench|jest|typescript|ts-jest|playwright-core)$' || true)
+[ -z "$stray" ] || { echo "container-test: the image holds $stray" >&2; exit 1; }
+log "runs as node, NODE_ENV=production, no tests, sources, .git, .env or dev dependencies"
 
 wait_for() { # url, seconds
   for _ in $(seq 1 "$2"); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 1; done

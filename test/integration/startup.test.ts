@@ -40,6 +40,13 @@ describe('no key outside production', () => {
         .split('\n')
         .filter((l) => l.includes('built-in api.video emulator'));
       expect(lines).toHaveLength(1);
+      // The worst case for upload buffers, logged at start-up: 16 uploads × (2 + 1) parts × 5 MiB.
+      const listening = relay
+        .output()
+        .split('\n')
+        .find((l) => l.includes('relay listening'))!;
+      expect(JSON.parse(listening)).toMatchObject({ worstCaseBufferBytes: 16 * 3 * 5 * MiB });
+      expect(listening).toContain('240 MiB');
       const emulatorUrl = (JSON.parse(lines[0]!) as { emulator: string }).emulator;
       expect(emulatorUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const { stdout } = await exec('curl', [

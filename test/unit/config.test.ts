@@ -172,3 +172,11 @@ test('hardening settings', () => {
   });
   expect(config.shutdownGraceMs).toBe(60000);
 });
+
+test('RELAY_DEMO_PAGE: on outside production, off in production, either way on request', () => {
+  expect(loadConfig(KEY).demoPage).toBe(true);
+  const production = { ...KEY, NODE_ENV: 'production', RELAY_ALLOW_ANONYMOUS: 'true' };
+  expect(loadConfig(production).demoPage).toBe(false);
+  expect(loadConfig({ ...production, RELAY_DEMO_PAGE: 'true' }).demoPage).toBe(true);
+  expect(loadConfig({ ...KEY, RELAY_DEMO_PAGE: 'false' }).demoPage).toBe(false);
+});
