@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ApiVideoClient } from '../apivideo/client';
 import { ApiVideoHttpError } from '../apivideo/errors';
 import { RelayError, toProblem } from '../errors';
+import { openContainer } from '../upload/container';
 import { PartCutter, type Part } from '../upload/part-cutter';
 import { toRelayError } from '../upload/upstream-failure';
 import type { UploadTarget } from '../upload/video-fields';
@@ -22,7 +23,7 @@ export interface RelayStoreOptions {
 const EMPTY = Buffer.alloc(0);
 
 /** A tus error @tus/server turns into an answer: our problem+json as its body. */
-function tusError(err: RelayError): { status_code: number; body: string } {
+export function tusError(err: RelayError): { status_code: number; body: string } {
   return { status_code: err.status, body: JSON.stringify(toProblem(err, 'tus')) };
 }
 
@@ -216,20 +217,9 @@ class PatchWrite {
 
   /** Creates (or checks) the container, and saves its id before the first part goes out. */
   private async openContainer(): Promise<void> {
-    const { client } = this.options;
-    const target = this.options.targetOf(this.session);
-    if (target.kind === 'existing') {
-      await client.getVideo(target.videoId).catch((err: unknown) => {
-        if (err instanceof ApiVideoHttpError && err.status === 404) {
-          throw new RelayError('video_not_found', `There is no video "${target.videoId}".`);
-        }
-        throw err;
-      });
-      this.session.videoId = target.videoId;
-    } else {
-      this.session.videoId = (await client.createVideo(target.payload)).videoId;
-      this.session.createdContainer = true;
-    }
+    const container = await openContainer(this.options.client, this.options.targetOf(this.session));
+    this.session.videoId = container.videoId;
+    this.session.createdContainer = container.created;
     await this.persist(this.durableTail);
   }
 

@@ -4,10 +4,10 @@ import type { Locker, Upload } from '@tus/utils';
 import { Router, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { ApiVideoClient } from '../apivideo/client';
-import { RelayError, isRelayError, toProblem } from '../errors';
+import { RelayError, isRelayError } from '../errors';
 import { principalOf } from '../http/client-auth';
 import { uploadTarget, type FieldValues } from '../upload/video-fields';
-import { RelayStore } from './relay-store';
+import { RelayStore, tusError } from './relay-store';
 import type { SessionStore, UploadSession } from './sessions';
 
 export const UPLOADS_PATH = '/v1/uploads';
@@ -47,10 +47,6 @@ function targetOf(metadata: Record<string, string | null>) {
   return uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
 }
 
-function asTusError(err: RelayError): { status_code: number; body: string } {
-  return { status_code: err.status, body: JSON.stringify(toProblem(err, 'tus')) };
-}
-
 /**
  * /v1/uploads: tus 1.0 (creation, creation-with-upload, creation-defer-length, termination,
  * expiration) through @tus/server, with our client auth in front and a store that relays to
@@ -82,12 +78,11 @@ export function resumableRoutes(deps: ResumableDeps): {
     onUploadCreate: async (req, upload: Upload) => {
       const nodeReq = (req as unknown as { runtime?: { node?: { req: NodeReqWithPrincipal } } })
         .runtime?.node?.req;
-      if (upload.size === 0)
-        throw asTusError(new RelayError('empty_file', 'The file has no bytes.'));
+      if (upload.size === 0) throw tusError(new RelayError('empty_file', 'The file has no bytes.'));
       try {
         targetOf(upload.metadata ?? {});
       } catch (err) {
-        if (isRelayError(err)) throw asTusError(err);
+        if (isRelayError(err)) throw tusError(err);
         throw err;
       }
       store.pendingOwners.set(upload.id, nodeReq?.relayPrincipal ?? 'anonymous');

@@ -1,12 +1,12 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ApiVideoClient } from '../apivideo/client';
-import { ApiVideoHttpError } from '../apivideo/errors';
 import type { RetryEvent } from '../apivideo/transport';
 import type { Video } from '../apivideo/types';
 import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
 import { abortable } from './abortable';
+import { openContainer } from './container';
 import { IdleTimer } from './idle-timer';
 import { PartCutter, type Cutter, type Part } from './part-cutter';
 import { PooledPartCutter } from './pooled-part-cutter';
@@ -175,21 +175,11 @@ class Upload {
   }
 
   private async openContainer(): Promise<void> {
-    const { target, progress } = this.request;
+    const { progress } = this.request;
     const options = { signal: this.signal, onRetry: this.onRetry };
-    if (target.kind === 'existing') {
-      await this.client.getVideo(target.videoId, options).catch((err: unknown) => {
-        if (err instanceof ApiVideoHttpError && err.status === 404) {
-          throw new RelayError('video_not_found', `There is no video "${target.videoId}".`);
-        }
-        throw err;
-      });
-      progress.videoId = target.videoId;
-      return;
-    }
-    const video = await this.client.createVideo(target.payload, options);
-    progress.videoId = video.videoId;
-    progress.createdContainer = true;
+    const container = await openContainer(this.client, this.request.target, options);
+    progress.videoId = container.videoId;
+    progress.createdContainer = container.created;
   }
 
   private async sendPart(part: Part, isLast: boolean): Promise<Video> {
