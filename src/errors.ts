@@ -31,6 +31,19 @@ export const ERROR_TABLE = {
   upstream_unreachable: { status: 502, title: 'api.video could not be reached' },
   upstream_tls_error: { status: 502, title: 'api.video’s TLS certificate is not trusted' },
   upstream_key_rejected: { status: 502, title: 'api.video rejected the relay’s API key' },
+  upload_not_found: { status: 404, title: 'No such resumable upload' },
+  invalid_tus_header: { status: 400, title: 'Invalid tus header' },
+  tus_version_unsupported: { status: 412, title: 'Unsupported tus version' },
+  offset_mismatch: { status: 409, title: 'Upload-Offset does not match the upload' },
+  upload_length_exceeded: { status: 413, title: 'More bytes than Upload-Length' },
+  upload_completed: { status: 409, title: 'The upload is already complete' },
+  upload_locked: { status: 423, title: 'Another request is writing to this upload' },
+  too_many_sessions: {
+    status: 429,
+    title: 'Too many unfinished resumable uploads for this client',
+  },
+  session_store_full: { status: 503, title: 'The session store holds as many bytes as it may' },
+  session_store_unavailable: { status: 503, title: 'The session store cannot be reached' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
