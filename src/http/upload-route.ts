@@ -4,6 +4,7 @@ import type { ApiVideoClient } from '../apivideo/client';
 import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
 import { abortable } from '../upload/abortable';
+import { ownedTarget } from '../upload/owner';
 import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
 import {
   ClientGone,
@@ -62,6 +63,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
       intake = await abortable(openIntake(req, res, deps), stop.signal);
       const video = await relayUpload(deps.client, deps.settings, {
         ...intake,
+        target: ownedTarget(intake.target, principal), // TODO(lead): move into the engine
         signal: stop.signal,
         progress,
         logger: log,

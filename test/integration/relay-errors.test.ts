@@ -273,7 +273,7 @@ describe('GET /v1/videos/{videoId}', () => {
     const res = await request(relay.url).get(answer.headers.location as string);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ videoId: answer.body.videoId });
-    const missing = await request(relay.url).get('/v1/videos/viNope');
+    const missing = await request(relay.url).get('/v1/videos/viNope00000000');
     expect(missing.body).toMatchObject({ status: 404, code: 'video_not_found' });
   });
 });
