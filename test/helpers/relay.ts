@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import type { Server } from 'node:http';
-import { ApiVideoClient } from '../../src/apivideo/client';
+import { ApiVideoClient, type ApiVideoClientOptions } from '../../src/apivideo/client';
 import { createApp, type AppDeps } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import type { RunningEmulator } from '../../src/emulator/app';
@@ -27,6 +27,8 @@ export interface TestRelayOptions {
   apiKey?: string;
   authScheme?: 'basic' | 'bearer';
   resumable?: AppDeps['resumable'];
+  /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
+  client?: Partial<ApiVideoClientOptions>;
 }
 
 /**
@@ -60,6 +62,7 @@ export async function startTestRelay(
     authScheme: options.authScheme ?? config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
     retry: { baseDelayMs: 5, maxDelayMs: 100 },
+    ...options.client,
   });
   const app = createApp({
     config,
