@@ -188,6 +188,16 @@ describe('crafted ids for GET /v1/videos/{videoId}', () => {
   );
 });
 
+test('an upload into a named container whose id is not api.video-shaped: 400 invalid_video_id, api.video never asked', async () => {
+  const mark = emulator.requestLog.length;
+  const answer = await uploadRaw(relay.url, 1000, {
+    headers: as.alice,
+    query: 'videoId=vi-AAAAAAAAAAAA', // accepted by the form's own check, refused by the client's
+  });
+  expect(answer.body).toMatchObject({ status: 400, code: 'invalid_video_id' });
+  expect(upstreamSince(mark)).toEqual([]);
+});
+
 describe('who may read a video', () => {
   const TITLE = 'alices-holiday';
   let alices: string;
