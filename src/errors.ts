@@ -8,6 +8,7 @@ export const ERROR_TABLE = {
   video_not_found: { status: 404, title: 'No such video' },
   invalid_request: { status: 400, title: 'Invalid request' },
   invalid_field: { status: 400, title: 'Invalid field value' },
+  invalid_video_id: { status: 400, title: 'Not a video id' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   unauthorized: { status: 401, title: 'Missing or invalid credentials' },
   forbidden: { status: 403, title: 'Not yours' },
@@ -44,6 +45,8 @@ export const ERROR_TABLE = {
   },
   session_store_full: { status: 503, title: 'The session store holds as many bytes as it may' },
   session_store_unavailable: { status: 503, title: 'The session store cannot be reached' },
+  upstream_proxy_error: { status: 502, title: 'The outbound proxy refused the connection' },
+  upstream_timeout: { status: 504, title: 'api.video did not answer in time' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
