@@ -57,6 +57,8 @@ export interface Config {
   resumable: {
     /** Sessions and locks in Redis when set; in this process's memory otherwise (one instance). */
     redisUrl: string | undefined;
+    /** A PEM CA to trust for a rediss:// REDIS_URL (a managed Redis with a private CA). */
+    redisCaFile: string | undefined;
     sessionTtlMs: number;
   };
   network: {
@@ -110,8 +112,13 @@ type Env = Record<string, string | undefined>;
 
 /** Collects problems instead of throwing at the first one, so start-up reports them all. */
 class Reader {
-  readonly problems: string[] = [];
-  constructor(private readonly env: Env) {}
+  readonly problems: string[];
+  constructor(
+    private readonly env: Env,
+    earlier: readonly string[] = [],
+  ) {
+    this.problems = [...earlier];
+  }
 
   raw(name: string): string | undefined {
     const value = this.env[name]?.trim();
@@ -177,9 +184,10 @@ class Reader {
     return fallback;
   }
 
+  /** Comma-separated; newlines separate too, so a secret file may hold one token per line. */
   list(name: string): string[] {
     return (this.raw(name) ?? '')
-      .split(',')
+      .split(/[,\n]/)
       .map((s) => s.trim())
       .filter(Boolean);
   }
@@ -211,8 +219,11 @@ export function formatBytes(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-export function loadConfig(env: Env): Config {
-  const r = new Reader(env);
+/**
+ * `earlier`: problems found before (those of readSecretFiles), reported with the rest at once.
+ */
+export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
+  const r = new Reader(env, earlier);
   const nodeEnv = r.oneOf<NodeEnv>('NODE_ENV', 'development', [
     'development',
     'production',
@@ -286,6 +297,7 @@ export function loadConfig(env: Env): Config {
     demoPage: r.bool('RELAY_DEMO_PAGE', nodeEnv !== 'production'),
     resumable: {
       redisUrl: redisUrl(r),
+      redisCaFile: redisCaFile(r),
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
     },
     network: {
@@ -311,8 +323,65 @@ function parseTrustProxy(r: Reader): boolean | number | string {
 function redisUrl(r: Reader): string | undefined {
   const text = r.raw('REDIS_URL');
   if (text !== undefined && !/^rediss?:\/\//.test(text)) {
-    r.problems.push(`REDIS_URL: expected a redis:// or rediss:// URL, got "${text}"`);
+    // The value is not echoed: it may carry a password.
+    r.problems.push('REDIS_URL: expected a redis:// or rediss:// URL');
     return undefined;
   }
   return text;
+}
+
+function redisCaFile(r: Reader): string | undefined {
+  const file = r.raw('REDIS_CA_FILE');
+  if (file !== undefined && !/^rediss:\/\//.test(r.raw('REDIS_URL') ?? '')) {
+    r.problems.push('REDIS_CA_FILE: only used with a rediss:// (TLS) REDIS_URL');
+  }
+  return file;
+}
+
+/**
+ * Settings that may instead name a file holding the value, as `NAME_FILE` (Docker and Kubernetes
+ * secrets): the value never has to sit in the environment, where `ps e`, `docker inspect` and
+ * crash reports show it. REDIS_URL is here because a managed Redis puts its password in the URL.
+ */
+export const SECRET_SETTINGS = [
+  'APIVIDEO_API_KEY',
+  'RELAY_API_TOKENS',
+  'RELAY_JWT_SECRET',
+  'METRICS_TOKEN',
+  'RELAY_WEBHOOK_SECRET',
+  'REDIS_URL',
+] as const;
+
+/**
+ * Resolves every `NAME_FILE` of SECRET_SETTINGS into `NAME`, for loadConfig. main.ts passes the
+ * file reader (it is the one place that touches the file system); tests pass a fake. Problems
+ * name the setting and the path, never the content. Surrounding whitespace is dropped: `echo` and
+ * editors end files with a newline that is not part of the secret.
+ */
+export function readSecretFiles(
+  env: Env,
+  readFile: (path: string) => string,
+): { env: Env; problems: string[] } {
+  const resolved: Env = { ...env };
+  const problems: string[] = [];
+  for (const name of SECRET_SETTINGS) {
+    const path = env[`${name}_FILE`]?.trim();
+    if (!path) continue;
+    delete resolved[`${name}_FILE`];
+    if (env[name]?.trim()) {
+      problems.push(`${name} and ${name}_FILE are both set: set one of them`);
+      continue;
+    }
+    let content: string;
+    try {
+      content = readFile(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      problems.push(`${name}_FILE: cannot read "${path}" (${code})`);
+      continue;
+    }
+    if (content.trim() === '') problems.push(`${name}_FILE: "${path}" is empty`);
+    else resolved[name] = content.trim();
+  }
+  return { env: resolved, problems };
 }
