@@ -59,6 +59,10 @@ export interface Config {
     redisUrl: string | undefined;
     /** A PEM CA to trust for a rediss:// REDIS_URL (a managed Redis with a private CA). */
     redisCaFile: string | undefined;
+    /** Redis Sentinels that name the primary; REDIS_URL's host is then not used. Empty: none. */
+    redisSentinels: Array<{ host: string; port: number }>;
+    /** The primary's name as the Sentinels know it. */
+    redisSentinelName: string;
     sessionTtlMs: number;
   };
   network: {
@@ -298,6 +302,8 @@ export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
     resumable: {
       redisUrl: redisUrl(r),
       redisCaFile: redisCaFile(r),
+      redisSentinels: redisSentinels(r),
+      redisSentinelName: r.raw('REDIS_SENTINEL_NAME') ?? 'mymaster',
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
     },
     network: {
@@ -336,6 +342,24 @@ function redisCaFile(r: Reader): string | undefined {
     r.problems.push('REDIS_CA_FILE: only used with a rediss:// (TLS) REDIS_URL');
   }
   return file;
+}
+
+/** "host:port,host:port"; with them REDIS_URL still gives the password, database and TLS. */
+function redisSentinels(r: Reader): Array<{ host: string; port: number }> {
+  const entries = r.list('REDIS_SENTINELS');
+  const sentinels = entries.map((entry) =>
+    /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(entry),
+  );
+  if (sentinels.some((m) => !m || Number(m[2]) < 1 || Number(m[2]) > 65535)) {
+    r.problems.push('REDIS_SENTINELS: expected host:port pairs, comma-separated');
+    return [];
+  }
+  if (entries.length > 0 && r.raw('REDIS_URL') === undefined) {
+    r.problems.push(
+      'REDIS_SENTINELS: needs REDIS_URL too (its password, database and rediss:// apply to the primary the Sentinels name)',
+    );
+  }
+  return sentinels.map((m) => ({ host: m![1]!.replace(/^\[|\]$/g, ''), port: Number(m![2]) }));
 }
 
 /**

@@ -105,11 +105,11 @@ function resumableStorage(config: Config, logger: Logger) {
   if (!url) return undefined;
   const redis = new Redis(
     url,
-    redisConnection(url, {
-      ca: redisCa(config),
-      maxRetriesPerRequest: 3,
-      enableAutoPipelining: true,
-    }),
+    redisConnection(
+      url,
+      { ca: redisCa(config), maxRetriesPerRequest: 3, enableAutoPipelining: true },
+      config.resumable,
+    ),
   );
   redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
   return { sessions: new RedisSessionStore(redis), locker: new RedisLocker(redis) };

@@ -12,10 +12,23 @@ import type { Config } from './config';
 export function redisConnection(
   url: string,
   options: { ca?: string } & Omit<RedisOptions, 'tls'>,
+  sentinels: Pick<Config['resumable'], 'redisSentinels' | 'redisSentinelName'> = {
+    redisSentinels: [],
+    redisSentinelName: 'mymaster',
+  },
 ): RedisOptions {
   const { ca, ...rest } = options;
-  if (ca === undefined || !url.startsWith('rediss://')) return rest;
-  return { ...rest, tls: { ca } };
+  const tls = url.startsWith('rediss://');
+  const connection: RedisOptions = ca !== undefined && tls ? { ...rest, tls: { ca } } : rest;
+  if (sentinels.redisSentinels.length === 0) return connection;
+  // ioredis asks the Sentinels for the primary, and again after a failover. REDIS_URL's password
+  // and database apply to the primary; the Sentinels are asked over plain TCP, without a password.
+  return {
+    ...connection,
+    sentinels: sentinels.redisSentinels,
+    name: sentinels.redisSentinelName,
+    ...(tls ? { tls: ca !== undefined ? { ca } : {}, enableTLSForSentinelMode: true } : {}),
+  };
 }
 
 /**
@@ -27,7 +40,11 @@ export function describeSessionStore(resumable: Config['resumable']): string {
   if (!url) return 'memory (one instance: resumable uploads are lost when this process stops)';
   const parsed = new URL(url);
   const db = parsed.pathname.length > 1 ? parsed.pathname : '';
-  const where = `${parsed.protocol}//${parsed.hostname}:${parsed.port || '6379'}${db}`;
+  const sentinels = resumable.redisSentinels.map((s) => `${s.host}:${s.port}`).join(',');
+  const where =
+    sentinels !== ''
+      ? `${parsed.protocol}//${resumable.redisSentinelName}${db} (the primary) via Sentinels ${sentinels}`
+      : `${parsed.protocol}//${parsed.hostname}:${parsed.port || '6379'}${db}`;
   const notes = [
     parsed.password || parsed.username ? 'password hidden' : undefined,
     resumable.redisCaFile ? `CA from ${resumable.redisCaFile}` : undefined,

@@ -1,9 +1,15 @@
 /** What the relay passes to ioredis, and the session-store line it logs at start-up. */
 import { describeSessionStore, redisConnection } from '../../src/redis';
 
-const resumable = (redisUrl?: string, redisCaFile?: string) => ({
+const resumable = (
+  redisUrl?: string,
+  redisCaFile?: string,
+  redisSentinels: Array<{ host: string; port: number }> = [],
+) => ({
   redisUrl,
   redisCaFile,
+  redisSentinels,
+  redisSentinelName: 'relay-primary',
   sessionTtlMs: 1000,
 });
 
@@ -37,4 +43,30 @@ test('a CA is passed to TLS for rediss:// only', () => {
     maxRetriesPerRequest: 3,
   });
   expect(redisConnection('redis://r:6379', { ca: 'PEM' })).toEqual({});
+});
+
+test('Sentinels: ioredis asks them for the primary; the URL gives password, database and TLS', () => {
+  const sentinels = { redisSentinels: [{ host: '10.0.0.1', port: 26379 }], redisSentinelName: 'p' };
+  expect(
+    redisConnection('redis://:pw@ignored:6379/2', { maxRetriesPerRequest: 3 }, sentinels),
+  ).toEqual({
+    maxRetriesPerRequest: 3,
+    sentinels: [{ host: '10.0.0.1', port: 26379 }],
+    name: 'p',
+  });
+  expect(redisConnection('rediss://:pw@ignored:6380', { ca: 'PEM' }, sentinels)).toEqual({
+    sentinels: [{ host: '10.0.0.1', port: 26379 }],
+    name: 'p',
+    tls: { ca: 'PEM' },
+    enableTLSForSentinelMode: true,
+  });
+  const line = describeSessionStore(
+    resumable('redis://:s3cr3t-pass@ignored:6379/1', undefined, [
+      { host: '10.0.0.1', port: 26379 },
+      { host: 'sentinel-b', port: 26380 },
+    ]),
+  );
+  expect(line).toBe(
+    'redis redis://relay-primary/1 (the primary) via Sentinels 10.0.0.1:26379,sentinel-b:26380 (password hidden)',
+  );
 });

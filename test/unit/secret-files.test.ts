@@ -141,3 +141,30 @@ test('REDIS_CA_FILE needs a rediss:// URL', () => {
     loadConfig({ REDIS_URL: 'rediss://redis:6380', REDIS_CA_FILE: '/etc/redis-ca.pem' }).resumable,
   ).toMatchObject({ redisUrl: 'rediss://redis:6380', redisCaFile: '/etc/redis-ca.pem' });
 });
+
+test('REDIS_SENTINELS: host:port pairs, with a REDIS_URL for the password, database and TLS', () => {
+  expect(
+    loadConfig({
+      REDIS_URL: 'redis://:pw@unused:6379',
+      REDIS_SENTINELS: 'sentinel-a:26379, 10.0.0.2:26380,[::1]:26381',
+      REDIS_SENTINEL_NAME: 'relay',
+    }).resumable,
+  ).toMatchObject({
+    redisSentinels: [
+      { host: 'sentinel-a', port: 26379 },
+      { host: '10.0.0.2', port: 26380 },
+      { host: '::1', port: 26381 },
+    ],
+    redisSentinelName: 'relay',
+  });
+  expect(loadConfig({ REDIS_URL: 'redis://r:6379' }).resumable).toMatchObject({
+    redisSentinels: [],
+    redisSentinelName: 'mymaster',
+  });
+  expect(problemsOf({ REDIS_SENTINELS: 'sentinel-a' }, {})).toEqual([
+    'REDIS_SENTINELS: expected host:port pairs, comma-separated',
+  ]);
+  expect(problemsOf({ REDIS_SENTINELS: 'sentinel-a:26379' }, {})).toEqual([
+    'REDIS_SENTINELS: needs REDIS_URL too (its password, database and rediss:// apply to the primary the Sentinels name)',
+  ]);
+});
