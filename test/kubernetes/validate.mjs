@@ -18,7 +18,7 @@ export function render(dir) {
   } catch (err) {
     if (err.code === 'ENOENT')
       throw new Error(
-        'kubectl is not installed: it renders the manifests (`kubectl kustomize`). Install it with `apt-get install -y kubectl` (Debian), then run this again.',
+        "kubectl is not installed: it renders the manifests (`kubectl kustomize`, no cluster needed). Install kubectl (any recent release; this project's machines have the one that comes with google-cloud-cli, Debian 12 has no package of its own), then run this again.",
         { cause: err },
       );
     throw new Error(`kubectl kustomize ${dir} failed:\n${err.stderr}`, { cause: err });

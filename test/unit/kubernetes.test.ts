@@ -23,7 +23,7 @@ function render(dir: string): string {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT')
       throw new Error(
-        'kubectl is not installed: these tests render deploy/kubernetes with `kubectl kustomize`. Install it with `apt-get install -y kubectl` (Debian) and run them again.',
+        "kubectl is not installed: these tests render deploy/kubernetes with `kubectl kustomize` (no cluster needed). Install kubectl (any recent release; this project's machines have the one that comes with google-cloud-cli, Debian 12 has no package of its own) and run them again.",
         { cause: err },
       );
     throw err;
@@ -69,6 +69,15 @@ describe('schema validation (kubernetes-models)', () => {
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/overlays\/example: \d+ objects valid/);
+  });
+
+  test('without kubectl the validator fails and says what to install', () => {
+    const run = spawnSync(process.execPath, [VALIDATE], {
+      encoding: 'utf8',
+      env: { PATH: '/nonexistent' },
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/^kubectl is not installed: .*Install kubectl/);
   });
 
   test('the validator refuses a broken object, naming the path', () => {
