@@ -20,6 +20,9 @@ import type { Locker } from '@tus/utils';
 import { MemorySessionStore, type SessionStore } from './resumable/sessions';
 import { UPLOADS_PATH, resumableRoutes } from './resumable/tus-routes';
 import { RelayMetrics } from './metrics';
+import type { OutcomeSink } from './upload/outcome';
+import { webhooksRoutes } from './webhooks/routes';
+import type { WebhookSink } from './webhooks/sink';
 
 export interface AppDeps {
   config: Config;
@@ -32,6 +35,10 @@ export interface AppDeps {
   publicDir?: string;
   /** Resumable uploads' sessions and locks; in memory when not given. */
   resumable?: { sessions: SessionStore; locker: Locker };
+  /** Told every upload's outcome by the engine (webhooks are one). */
+  outcomeSinks?: OutcomeSink[];
+  /** Set when RELAY_WEBHOOK_URL is: `POST /v1/webhooks/test` sends through it. */
+  webhooks?: WebhookSink;
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
@@ -89,6 +96,7 @@ export function createApp(deps: AppDeps): express.Express {
     trustProxy: config.http.trustProxy !== false,
     logger,
   });
+  app.use(webhooksRoutes({ sink: deps.webhooks, authenticate }));
   app.use(UPLOADS_PATH, authenticate);
   app.use(resumable.router);
   app.locals.resumable = resumable;

@@ -32,6 +32,8 @@ export const ERROR_TABLE = {
   upstream_tls_error: { status: 502, title: 'api.video’s TLS certificate is not trusted' },
   upstream_key_rejected: { status: 502, title: 'api.video rejected the relay’s API key' },
   internal_error: { status: 500, title: 'Internal error' },
+  webhooks_not_configured: { status: 409, title: 'No webhook is configured' },
+  too_many_webhook_tests: { status: 429, title: 'Too many webhook test events' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

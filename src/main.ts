@@ -17,6 +17,8 @@ import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
 import { RedisLocker } from './resumable/redis-locker';
 import { RedisSessionStore } from './resumable/sessions';
+import { RelayMetrics } from './metrics';
+import { createWebhooks } from './webhooks';
 
 function fail(message: string): never {
   console.error(message);
@@ -63,6 +65,7 @@ function secretsOf(config: Config): Array<string | undefined> {
     ...config.auth.apiTokens,
     config.auth.jwtSecret,
     config.auth.metricsToken,
+    config.webhooks.secret,
     ...proxyPasswords,
   ];
 }
@@ -77,6 +80,34 @@ function resumableStorage(config: Config, logger: Logger) {
   const redis = new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
   return { sessions: new RedisSessionStore(redis), locker: new RedisLocker(redis) };
+}
+
+/** Webhooks, when RELAY_WEBHOOK_URL is set: the outbox in Redis with REDIS_URL, else in memory. */
+function webhookDelivery(
+  config: Config,
+  logger: Logger,
+  dispatcher: ReturnType<typeof upstreamDispatcher>,
+  metrics: RelayMetrics,
+) {
+  if (config.webhooks.urls.length === 0) return undefined;
+  const url = config.resumable.redisUrl;
+  // A connection of its own: the worker's claims never queue behind upload traffic.
+  const redis = url
+    ? new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true })
+    : undefined;
+  redis?.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
+  if (!redis)
+    logger.warn(
+      'REDIS_URL is not set: webhook events wait in this process memory, and those not yet delivered are lost if it stops',
+    );
+  return createWebhooks({
+    settings: config.webhooks,
+    logger,
+    redis,
+    ownsRedis: true,
+    dispatcher,
+    registry: metrics.registry,
+  });
 }
 
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
@@ -99,18 +130,33 @@ async function main(): Promise<void> {
   const config = readConfig();
   const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
+  // One dispatcher for api.video and webhooks alike: the same proxy and CA settings.
+  const dispatcher = upstreamDispatcher({ ...config.network, extraCa: extraCa(config) });
   const apivideo = new ApiVideoClient({
     apiKey,
     baseUrl,
     authScheme: config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
-    dispatcher: upstreamDispatcher({ ...config.network, extraCa: extraCa(config) }),
+    dispatcher,
   });
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
   const lifecycle = new Lifecycle();
   const resumable = resumableStorage(config, logger);
-  const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle, resumable });
+  const metrics = new RelayMetrics();
+  const webhooks = webhookDelivery(config, logger, dispatcher, metrics);
+  webhooks?.worker.start();
+  const app = createApp({
+    config,
+    logger,
+    apivideo,
+    readiness: keyCheck,
+    lifecycle,
+    resumable,
+    metrics,
+    outcomeSinks: webhooks ? [webhooks.sink] : [],
+    webhooks: webhooks?.sink,
+  });
   const sweeper = setInterval(
     () => {
       void (app.locals.resumable as { store: { deleteExpired(): Promise<number> } }).store
@@ -141,6 +187,7 @@ async function main(): Promise<void> {
     );
 
   const shutdown = async (signal: string) => {
+    const drainStarted = Date.now();
     logger.info(
       { signal, uploadsInProgress: lifecycle.inProgress, graceMs: config.shutdownGraceMs },
       'draining: new uploads are refused, uploads in progress may finish',
@@ -155,6 +202,13 @@ async function main(): Promise<void> {
         ),
     );
     logger.info({ outcome }, 'drained; closing');
+    if (webhooks) {
+      // Events of the uploads that just finished go out if they can; the rest wait in the outbox.
+      const graceMs = Math.max(1000, config.shutdownGraceMs - (Date.now() - drainStarted));
+      const flushed = await webhooks.worker.flush(graceMs);
+      logger.info({ ...flushed, graceMs }, 'webhooks flushed');
+      await webhooks.store.close();
+    }
     keyCheck.stop();
     clearInterval(sweeper);
     server.close();

@@ -27,6 +27,8 @@ export interface TestRelayOptions {
   apiKey?: string;
   authScheme?: 'basic' | 'bearer';
   resumable?: AppDeps['resumable'];
+  /** More of the app's parts (webhooks, outcome sinks, metrics). */
+  deps?: Partial<AppDeps>;
 }
 
 /**
@@ -67,6 +69,7 @@ export async function startTestRelay(
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },
     resumable: options.resumable,
+    ...options.deps,
   });
   const server = createHttpServer(app, config);
   const url = await listen(server, 0, '127.0.0.1');

@@ -1,0 +1,79 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Dispatcher } from 'undici';
+import type { Config } from '../config';
+import { webhookEndpoints } from './endpoints';
+import { WebhookMetrics } from './metrics';
+import { MemoryOutbox, RedisOutbox, type OutboxStore } from './outbox';
+import { WebhookSink } from './sink';
+import { DeliveryWorker } from './worker';
+
+export { webhooksRoutes } from './routes';
+export { WebhookSink } from './sink';
+export { DeliveryWorker } from './worker';
+
+export interface Webhooks {
+  sink: WebhookSink;
+  worker: DeliveryWorker;
+  store: OutboxStore;
+}
+
+export interface CreateWebhooksOptions {
+  settings: Config['webhooks'];
+  logger: Logger;
+  /** The outbox in Redis when given (durable, shared by replicas); in memory otherwise. */
+  redis?: Redis;
+  /** Key prefix in Redis. */
+  prefix?: string;
+  /** Quit `redis` when the outbox closes. */
+  ownsRedis?: boolean;
+  dispatcher?: Dispatcher;
+  /** The relay's metrics registry. */
+  registry?: Registry;
+  retrySchedule?: readonly number[];
+  pollMs?: number;
+  concurrency?: number;
+}
+
+/** The outbox, the sink that writes to it and the worker that empties it; undefined when no URL is set. */
+export function createWebhooks(options: CreateWebhooksOptions): Webhooks | undefined {
+  const { settings, logger } = options;
+  if (settings.urls.length === 0 || !settings.secret) return undefined;
+  const metrics = options.registry ? new WebhookMetrics(options.registry) : undefined;
+  const endpoints = webhookEndpoints(settings.urls);
+  const store: OutboxStore = options.redis
+    ? new RedisOutbox(options.redis, {
+        prefix: options.prefix ?? 'apivideo-relay:webhooks:',
+        ownsConnection: options.ownsRedis,
+      })
+    : new MemoryOutbox({
+        onEvict: (d) => {
+          logger.error(
+            { event: 'webhook_dropped', webhookId: d.eventId, type: d.type, reason: 'evicted' },
+            'webhook dropped: the in-memory outbox is full (set REDIS_URL for a durable one)',
+          );
+          metrics?.dropped.inc({ event: d.type, endpoint: 'unknown', reason: 'evicted' });
+        },
+      });
+  metrics?.observe(store);
+  const worker = new DeliveryWorker({
+    store,
+    endpoints,
+    secret: settings.secret,
+    timeoutMs: settings.timeoutMs,
+    logger,
+    dispatcher: options.dispatcher,
+    metrics,
+    retrySchedule: options.retrySchedule,
+    pollMs: options.pollMs,
+    concurrency: options.concurrency,
+  });
+  const sink = new WebhookSink({
+    store,
+    endpoints,
+    events: settings.events,
+    onRecorded: () => worker.kick(),
+  });
+  return { sink, worker, store };
+}
