@@ -53,7 +53,8 @@ function extraCa(config: Config): string[] | undefined {
 
 /** Every configured credential, so the logger can scrub it wherever it turns up. */
 function secretsOf(config: Config): Array<string | undefined> {
-  const proxyPasswords = [config.network.httpProxy, config.network.httpsProxy].map((url) => {
+  const urls = [config.network.httpProxy, config.network.httpsProxy, ...config.webhooks.urls];
+  const proxyPasswords = urls.map((url) => {
     try {
       return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
     } catch {

@@ -7,6 +7,10 @@ import { createHash } from 'node:crypto';
  */
 export class WebhookEndpoint {
   readonly key: string;
+  /** The URL without its credentials: undici would drop them silently. */
+  readonly target: string;
+  /** `Basic …` when the URL carries `user:password@`. */
+  readonly authorization: string | undefined;
   /** Set when the receiver answered 410 Gone: nothing more is sent to it until a restart. */
   disabled = false;
 
@@ -15,6 +19,16 @@ export class WebhookEndpoint {
     readonly url: string,
   ) {
     this.key = createHash('sha256').update(url).digest('hex').slice(0, 16);
+    const parsed = new URL(url);
+    const user = decodeURIComponent(parsed.username);
+    const password = decodeURIComponent(parsed.password);
+    this.authorization =
+      user || password
+        ? `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+        : undefined;
+    parsed.username = '';
+    parsed.password = '';
+    this.target = parsed.toString();
   }
 }
 

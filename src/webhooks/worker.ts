@@ -214,6 +214,10 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
     const durationMs = Date.now() - started;
     if (result.kind === 'interrupted') {
       // Shutting down mid-attempt: due again at once, for the next instance (not an attempt).
+      logger.info(
+        { ...log, event: 'webhook_attempt', attempt, durationMs, outcome: 'interrupted' },
+        'webhook attempt abandoned at the end of the drain; left in the outbox',
+      );
       await store.reschedule(delivery, Date.now(), delivery.attempts);
       return report('interrupted', delivery.attempts);
     }
@@ -273,7 +277,7 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
     const now = new Date();
     try {
       // undici's request() follows no redirect: a 3xx is an answer, so a failed attempt.
-      const res = await request(endpoint.url, {
+      const res = await request(endpoint.target, {
         method: 'POST',
         dispatcher: this.options.dispatcher,
         signal,
@@ -285,6 +289,7 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
           'webhook-id': delivery.eventId,
           'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
           'webhook-signature': this.signer.sign(delivery.eventId, now, delivery.body),
+          ...(endpoint.authorization && { authorization: endpoint.authorization }),
         },
         body: delivery.body,
       });

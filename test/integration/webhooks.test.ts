@@ -21,6 +21,7 @@ import openapi from '../../src/http/openapi.json';
 import { createLogger } from '../../src/logger';
 import type { UploadCompleted, UploadFailed } from '../../src/upload/outcome';
 import { createWebhooks, type Webhooks } from '../../src/webhooks';
+import { MemoryOutbox } from '../../src/webhooks/outbox';
 import type { AttemptEvent } from '../../src/webhooks/worker';
 import { startTestEmulator } from '../helpers/emulator';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
@@ -42,6 +43,17 @@ ajv.addSchema(openapi, 'openapi.json');
 function expectSchema(name: string, payload: unknown) {
   const validate = ajv.getSchema(`openapi.json#/components/schemas/${name}`)!;
   if (!validate(payload)) throw new Error(JSON.stringify(validate.errors, null, 2));
+}
+
+/** A real answer of POST /v1/webhooks/test against what the OpenAPI document says of it. */
+function expectAnswer(status: number, mediaType: string, body: unknown) {
+  const path = ['paths', '/v1/webhooks/test', 'post', 'responses', String(status), 'content']
+    .concat([mediaType, 'schema'])
+    .map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1'))
+    .join('/');
+  const validate = ajv.getSchema(`openapi.json#/${path}`);
+  expect(validate).toBeDefined();
+  if (!validate!(body)) throw new Error(JSON.stringify(validate!.errors, null, 2));
 }
 
 let emulator: RunningEmulator;
@@ -233,7 +245,9 @@ describe('POST /v1/webhooks/test', () => {
       headers: { authorization: `Bearer ${TOKEN}` },
     });
     expect(res.statusCode).toBe(202);
-    const { id } = (await res.body.json()) as { id: string };
+    const accepted = await res.body.json();
+    expectAnswer(202, 'application/json', accepted);
+    const { id } = accepted as { id: string };
     expect(id).toMatch(/^msg_[A-Za-z0-9_-]{22}$/);
     await Promise.all([a.waitFor(1), b.waitFor(1)]);
     for (const r of [a.received[0]!, b.received[0]!]) {
@@ -254,7 +268,9 @@ describe('POST /v1/webhooks/test', () => {
     const res = await request(`${app.url}/v1/webhooks/test`, { method: 'POST' });
     expect(res.statusCode).toBe(409);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(await res.body.json()).toMatchObject({ code: 'webhooks_not_configured' });
+    const problem = await res.body.json();
+    expect(problem).toMatchObject({ code: 'webhooks_not_configured' });
+    expectAnswer(409, 'application/problem+json', problem);
 
     const sink = await receiver();
     const hooks = rig({ urls: [sink.url] });
@@ -269,7 +285,9 @@ describe('POST /v1/webhooks/test', () => {
       statuses.push(r.statusCode);
       if (i === 10) {
         expect(r.headers['retry-after']).toMatch(/^\d+$/);
-        expect(await r.body.json()).toMatchObject({ code: 'too_many_webhook_tests' });
+        const tooMany = await r.body.json();
+        expect(tooMany).toMatchObject({ code: 'too_many_webhook_tests' });
+        expectAnswer(429, 'application/problem+json', tooMany);
       } else await r.body.dump();
     }
     expect(statuses).toEqual([...Array(10).fill(202), 429]);
@@ -489,6 +507,49 @@ describe('delivery', () => {
   });
 });
 
+test('credentials in the URL are sent as Basic auth, and never logged', async () => {
+  const r = await receiver();
+  const url = new URL(r.url);
+  url.username = 'hook-user';
+  url.password = 's3cret/pass';
+  const hooks = rig({ urls: [url.toString()] });
+  await hooks.sink.record(failedOutcome());
+  await r.waitFor(1);
+  expectVerified(r.received);
+  expect(r.received[0]!.headers.authorization).toBe(
+    `Basic ${Buffer.from('hook-user:s3cret/pass').toString('base64')}`,
+  );
+  await hooks.until((a) => a.outcome === 'delivered');
+  expect(hooks.logs()).not.toContain('s3cret');
+  expect(hooks.logs()).not.toContain('hook-user');
+});
+
+describe('without Redis', () => {
+  test('the in-memory outbox delivers too, and is bounded: past its size the oldest are dropped', async () => {
+    const r = (await receiver()).answer(503);
+    const hooks = rig({ urls: [r.url], redis: false });
+    await hooks.sink.record(failedOutcome());
+    expect(await hooks.until((a) => a.outcome === 'delivered')).toMatchObject({ attempt: 2 });
+    expectVerified(r.received);
+
+    const evicted: string[] = [];
+    const outbox = new MemoryOutbox({ maxEntries: 2, onEvict: (d) => evicted.push(d.id) });
+    const delivery = (id: string) => ({
+      id,
+      eventId: id,
+      type: 'upload.failed' as const,
+      body: '{}',
+      endpoint: 'e',
+      createdAt: Date.now(),
+      attempts: 0,
+    });
+    await outbox.add([delivery('a'), delivery('b')]);
+    await outbox.add([delivery('c')]);
+    expect(evicted).toEqual(['a']);
+    expect((await outbox.claim(Date.now(), 1000, 10)).map((d) => d.id).sort()).toEqual(['b', 'c']);
+  });
+});
+
 describe('durability with Redis', () => {
   test('record() has stored the event before it resolves', async () => {
     const prefix = `${PREFIX}durable:`;
@@ -560,6 +621,23 @@ describe('durability with Redis', () => {
     expect(a.attempts.length).toBeGreaterThan(0);
     expect(b.attempts.length).toBeGreaterThan(0);
     expect([...a.attempts, ...b.attempts].every((x) => x.outcome === 'delivered')).toBe(true);
+  });
+
+  test('an endpoint removed from RELAY_WEBHOOK_URL gets nothing more after a restart', async () => {
+    const prefix = `${PREFIX}removed:`;
+    const [kept, removed] = [await receiver(), await receiver()];
+    const before = rig({ urls: [removed.url, kept.url], prefix, start: false });
+    await before.sink.record(failedOutcome());
+    await before.close();
+    const after = rig({ urls: [kept.url], prefix });
+    await eventually(() => after.attempts.length === 2);
+    expect(after.attempts.map((a) => [a.endpoint, a.outcome]).sort()).toEqual([
+      [-1, 'dropped'],
+      [0, 'delivered'],
+    ]);
+    expect(removed.received).toHaveLength(0);
+    expect(kept.received).toHaveLength(1);
+    expect(await after.registry.metrics()).toContain('reason="endpoint_removed"} 1');
   });
 
   test('a claim is a lease: nobody else gets the delivery until it runs out, and a stale holder cannot finish it', async () => {
