@@ -35,7 +35,7 @@ export interface AppDeps {
   publicDir?: string;
   /** Resumable uploads' sessions and locks; in memory when not given. */
   resumable?: { sessions: SessionStore; locker: Locker };
-  /** Told every upload's outcome by the engine (webhooks are one). */
+  /** Consumers of every upload's outcome, besides the built-in log line and metrics. */
   outcomeSinks?: OutcomeSink[];
   /** Set when RELAY_WEBHOOK_URL is: `POST /v1/webhooks/test` sends through it. */
   webhooks?: WebhookSink;

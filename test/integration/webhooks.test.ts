@@ -562,6 +562,21 @@ describe('durability with Redis', () => {
     expect(metrics).toMatch(/relay_webhook_oldest_pending_age_seconds \d/);
   });
 
+  test('record() rejects when Redis cannot store the event, so the engine knows and logs it', async () => {
+    const unreachable = new Redis('redis://127.0.0.1:1', { maxRetriesPerRequest: 1 });
+    unreachable.on('error', () => undefined);
+    cleanups.push(async () => unreachable.disconnect());
+    const hooks = createWebhooks({
+      settings: loadConfig({
+        RELAY_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+        RELAY_WEBHOOK_SECRET: SECRET,
+      }).webhooks,
+      logger: createLogger({ level: 'silent' }),
+      redis: unreachable,
+    })!;
+    await expect(hooks.sink.record(failedOutcome())).rejects.toThrow();
+  });
+
   test('a receiver down while the relay restarts still gets the event after the restart', async () => {
     const prefix = `${PREFIX}restart:`;
     const r = (await receiver()).answer('drop');
