@@ -82,6 +82,7 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
+  private outboxDown = false;
 
   constructor(private readonly options: DeliveryWorkerOptions) {
     super();
@@ -118,12 +119,22 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
       this.again = false;
       try {
         await this.claimAndLaunch();
+        if (this.outboxDown) {
+          this.outboxDown = false;
+          this.options.logger.info(
+            { event: 'webhook_outbox_back' },
+            'webhook outbox reachable again',
+          );
+        }
       } catch (err) {
         this.again = false; // the next poll tries again; no tight loop against a Redis that is down
-        this.options.logger.warn(
-          { event: 'webhook_outbox_error', err: String(err) },
-          'webhook outbox unreachable; trying again shortly',
-        );
+        // One line per outage, not one per poll.
+        if (!this.outboxDown)
+          this.options.logger.warn(
+            { event: 'webhook_outbox_error', err: String(err) },
+            'webhook outbox unreachable; delivery resumes when it is back',
+          );
+        this.outboxDown = true;
         return;
       }
     } while (this.again && this.running);
