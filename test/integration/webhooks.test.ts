@@ -23,8 +23,11 @@ import type { UploadCompleted, UploadFailed } from '../../src/upload/outcome';
 import { createWebhooks, type Webhooks } from '../../src/webhooks';
 import { MemoryOutbox } from '../../src/webhooks/outbox';
 import type { AttemptEvent } from '../../src/webhooks/worker';
-import { startTestEmulator } from '../helpers/emulator';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { MiB, randomBytesOf } from '../helpers/data';
+import { inspectVideo, startTestEmulator } from '../helpers/emulator';
+import { createUpload, patch } from '../helpers/resumable';
+import { tusUpload } from '../helpers/tus';
 import { uploadMultipart } from '../helpers/upload';
 import { eventually } from '../helpers/wait';
 import { WebhookReceiver, type ReceivedWebhook } from '../helpers/webhook-receiver';
@@ -218,7 +221,7 @@ function failedOutcome(kind: 'failed' | 'expired' = 'failed'): UploadFailed {
     parts: 1,
     retries: 2,
     durationMs: 1234,
-    code: kind === 'expired' ? 'expired' : 'upstream_failed',
+    code: kind === 'expired' ? 'upload_expired' : 'upstream_failed',
     containerDeleted: true,
   };
 }
@@ -343,7 +346,7 @@ describe('events from outcomes', () => {
       route: 'resumable',
     });
     expect(byType['upload.expired']!.data).toMatchObject({
-      code: 'expired',
+      code: 'upload_expired',
       containerDeleted: true,
     });
     expectSchema('WebhookUploadFailed', byType['upload.failed']);
@@ -358,6 +361,130 @@ describe('events from outcomes', () => {
     await hooks.sink.record(failedOutcome());
     await r.waitFor(1);
     expect(r.received.map((x) => x.payload?.type)).toEqual(['upload.failed']);
+  });
+});
+
+describe('through real uploads (the engine calls the sink)', () => {
+  const bearer = { authorization: `Bearer ${TOKEN}` };
+
+  test('POST /v1/videos: the event is in the outbox before the 201; upload.completed arrives with the videoId and principal', async () => {
+    const r = await receiver();
+    const hooks = rig({ urls: [r.url], start: false });
+    const app = await startTestRelay(emulator, {
+      env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'warn' },
+      deps: { outcomeSinks: [hooks.sink], webhooks: hooks.sink },
+    });
+    cleanups.push(() => app.close());
+    const size = 6 * MiB + 11;
+    const answer = await uploadMultipart(app.url, size, {
+      fields: [
+        ['title', 'Beach'],
+        ['metadata', JSON.stringify({ userId: 'u-1' })],
+      ],
+      headers: bearer,
+    });
+    expect(answer.status).toBe(201);
+    // Durable before the client heard of it: stored, and nothing has delivered it yet.
+    expect(await hooks.store.stats()).toMatchObject({ pending: 1 });
+    hooks.worker.start();
+    await r.waitFor(1);
+    expectVerified(r.received);
+    const { payload } = r.received[0]!;
+    expect(payload).toMatchObject({
+      type: 'upload.completed',
+      data: {
+        videoId: answer.body.videoId,
+        video: { videoId: answer.body.videoId, title: 'Beach' },
+        principal: TOKEN_PRINCIPAL,
+        route: 'videos',
+        uploadId: answer.headers['x-request-id'],
+        title: 'Beach',
+        metadata: [{ key: 'userId', value: 'u-1' }],
+        bytesReceived: size,
+        bytesAcknowledged: size,
+        parts: 2,
+      },
+    });
+    expectSchema('WebhookUploadCompleted', payload);
+  });
+
+  test('POST /v1/videos refused by api.video: upload.failed with the code and the deleted container', async () => {
+    const r = await receiver();
+    const hooks = rig({ urls: [r.url] });
+    const app = await startTestRelay(emulator, {
+      env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'silent' },
+      deps: { outcomeSinks: [hooks.sink] },
+    });
+    cleanups.push(() => app.close());
+    emulator.faults.add({ target: 'part', part: 1, status: 400, times: 5 });
+    cleanups.push(async () => emulator.faults.clear());
+    const answer = await uploadMultipart(app.url, 64 * 1024, {
+      fields: [['title', 'Refused']],
+      headers: bearer,
+    });
+    expect(answer.status).toBe(502);
+    await r.waitFor(1);
+    expectVerified(r.received);
+    const { payload } = r.received[0]!;
+    expect(payload).toMatchObject({
+      type: 'upload.failed',
+      data: {
+        code: 'upstream_failed',
+        containerDeleted: true,
+        principal: TOKEN_PRINCIPAL,
+        route: 'videos',
+        title: 'Refused',
+        bytesAcknowledged: 0,
+      },
+    });
+    const videoId = (payload!.data as { videoId: string }).videoId;
+    expect(videoId).toMatch(/^vi/);
+    expect(inspectVideo(emulator, videoId)).toMatchObject({ deleted: true });
+    expectSchema('WebhookUploadFailed', payload);
+  });
+
+  test('tus: a resumable upload’s upload.completed; an abandoned one’s upload.expired once swept', async () => {
+    const r = await receiver();
+    const hooks = rig({ urls: [r.url] });
+    const app = await startTestRelay(emulator, {
+      env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'silent', UPLOAD_SESSION_TTL: '1s' },
+      deps: { outcomeSinks: [hooks.sink] },
+    });
+    cleanups.push(() => app.close());
+    const data = randomBytesOf(6 * MiB + 5);
+    const done = await tusUpload(`${app.url}/v1/uploads`, data, { headers: bearer });
+    await r.waitFor(1);
+    expect(r.received[0]!.payload).toMatchObject({
+      type: 'upload.completed',
+      data: {
+        videoId: done.videoId,
+        route: 'resumable',
+        principal: TOKEN_PRINCIPAL,
+        uploadId: done.url.split('/').pop(),
+        bytesAcknowledged: data.length,
+      },
+    });
+
+    const path = await createUpload(app.url, 12 * MiB, TOKEN);
+    expect((await patch(app.url, path, 0, randomBytesOf(6 * MiB), TOKEN)).status).toBe(204);
+    // The sweep main.ts runs on a timer, by hand until the abandoned upload's turn has come.
+    await eventually(async () => {
+      await app.sweepExpired();
+      return r.received.length === 2;
+    }, 5000);
+    expectVerified(r.received);
+    const expired = r.received[1]!.payload!;
+    expect(expired).toMatchObject({
+      type: 'upload.expired',
+      data: {
+        route: 'resumable',
+        principal: TOKEN_PRINCIPAL,
+        uploadId: path.split('/').pop(),
+        containerDeleted: true,
+        bytesAcknowledged: 5 * MiB,
+      },
+    });
+    expectSchema('WebhookUploadExpired', expired);
   });
 });
 
