@@ -101,11 +101,11 @@ function webhookDelivery(
 ) {
   if (config.webhooks.urls.length === 0) return undefined;
   const url = config.resumable.redisUrl;
-  // A connection of its own, so claims never queue behind upload traffic. While Redis is away,
-  // record() fails after one reconnection attempt (the engine logs it) rather than holding the
-  // client's answer; the worker tries again at its next poll.
+  // A connection of its own, so claims never queue behind upload traffic. While Redis is away a
+  // write fails within 2 s rather than holding the client's answer, and the event is held in
+  // memory until Redis is back (src/webhooks/outbox.ts, HoldingOutbox).
   const redis = url
-    ? new Redis(url, { maxRetriesPerRequest: 1, enableAutoPipelining: true })
+    ? new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true })
     : undefined;
   redis?.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
   if (!redis)

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import type { Config } from '../config';
 import { webhookEndpoints } from './endpoints';
 import { WebhookMetrics } from './metrics';
-import { MemoryOutbox, RedisOutbox, type OutboxStore } from './outbox';
+import { HoldingOutbox, MemoryOutbox, RedisOutbox, type OutboxStore } from './outbox';
 import { WebhookSink } from './sink';
 import { DeliveryWorker } from './worker';
 
@@ -22,7 +22,10 @@ export interface Webhooks {
 export interface CreateWebhooksOptions {
   settings: Config['webhooks'];
   logger: Logger;
-  /** The outbox in Redis when given (durable, shared by replicas); in memory otherwise. */
+  /**
+   * The outbox in Redis when given (durable, shared by replicas); in memory otherwise. Give it a
+   * `commandTimeout`: the engine awaits the outbox's write before answering the client.
+   */
   redis?: Redis;
   /** Key prefix in Redis. */
   prefix?: string;
@@ -43,10 +46,31 @@ export function createWebhooks(options: CreateWebhooksOptions): Webhooks | undef
   const metrics = options.registry ? new WebhookMetrics(options.registry) : undefined;
   const endpoints = webhookEndpoints(settings.urls);
   const store: OutboxStore = options.redis
-    ? new RedisOutbox(options.redis, {
-        prefix: options.prefix ?? 'apivideo-relay:webhooks:',
-        ownsConnection: options.ownsRedis,
-      })
+    ? new HoldingOutbox(
+        new RedisOutbox(options.redis, {
+          prefix: options.prefix ?? 'apivideo-relay:webhooks:',
+          ownsConnection: options.ownsRedis,
+        }),
+        {
+          onHold: (err) =>
+            logger.error(
+              { event: 'webhook_outbox_unavailable', err: String(err) },
+              'Redis cannot store webhook events: holding them in memory until it is back (lost if this process stops first)',
+            ),
+          onRestored: (count) =>
+            logger.info(
+              { event: 'webhook_outbox_restored', count },
+              'webhook events held in memory are in Redis again',
+            ),
+          onEvict: (d) => {
+            logger.error(
+              { event: 'webhook_dropped', webhookId: d.eventId, type: d.type, reason: 'evicted' },
+              'webhook dropped: too many held while Redis is away',
+            );
+            metrics?.dropped.inc({ event: d.type, endpoint: 'unknown', reason: 'evicted' });
+          },
+        },
+      )
     : new MemoryOutbox({
         onEvict: (d) => {
           logger.error(

@@ -254,6 +254,108 @@ export class RedisOutbox implements OutboxStore {
   }
 
   async close(): Promise<void> {
-    if (this.options.ownsConnection) await this.redis.quit();
+    if (!this.options.ownsConnection) return;
+    // QUIT waits for an answer that an unreachable Redis never gives.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.redis.quit().catch(() => undefined),
+      new Promise((resolve) => (timer = setTimeout(resolve, 1000))),
+    ]);
+    clearTimeout(timer);
+    this.redis.disconnect();
+  }
+}
+
+export interface HoldingOutboxOptions {
+  /** Deliveries held at most; past it the oldest are dropped (reported through `onEvict`). */
+  maxHeld?: number;
+  /** The first delivery of an outage was held. */
+  onHold?: (err: unknown) => void;
+  /** Held deliveries reached the outbox. */
+  onRestored?: (count: number) => void;
+  onEvict?: (delivery: Delivery) => void;
+}
+
+/**
+ * Redis away for a moment must not lose the events of uploads that succeeded: what cannot be
+ * stored is held in this process (bounded) and written as soon as the outbox answers again, before
+ * anything else is claimed. A crash during the outage still loses what is held.
+ */
+export class HoldingOutbox implements OutboxStore {
+  private held: Delivery[] = [];
+  private writing: Promise<void> | undefined;
+
+  constructor(
+    private readonly inner: OutboxStore,
+    private readonly options: HoldingOutboxOptions = {},
+  ) {}
+
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  async add(deliveries: Delivery[]): Promise<void> {
+    try {
+      await this.writeHeld();
+      await this.inner.add(deliveries);
+    } catch (err) {
+      if (this.held.length === 0) this.options.onHold?.(err);
+      this.held.push(...deliveries);
+      const max = this.options.maxHeld ?? 10_000;
+      if (this.held.length > max)
+        for (const d of this.held.splice(0, this.held.length - max)) this.options.onEvict?.(d);
+    }
+  }
+
+  private writeHeld(): Promise<void> {
+    if (this.writing) return this.writing;
+    if (this.held.length === 0) return Promise.resolve();
+    const batch = this.held.splice(0);
+    this.writing = this.inner
+      .add(batch)
+      .then(
+        () => this.options.onRestored?.(batch.length),
+        (err: unknown) => {
+          this.held.unshift(...batch);
+          throw err;
+        },
+      )
+      .finally(() => (this.writing = undefined));
+    return this.writing;
+  }
+
+  async claim(now: number, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
+    await this.writeHeld();
+    return this.inner.claim(now, leaseMs, limit);
+  }
+
+  complete(delivery: ClaimedDelivery): Promise<void> {
+    return this.inner.complete(delivery);
+  }
+
+  reschedule(delivery: ClaimedDelivery, dueAt: number, attempts: number): Promise<void> {
+    return this.inner.reschedule(delivery, dueAt, attempts);
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    const next = await this.inner.nextDueAt();
+    return this.held.length > 0 ? Date.now() : next;
+  }
+
+  async stats(): Promise<OutboxStats> {
+    const stats = await this.inner.stats();
+    const oldestHeld = this.held.reduce<number | undefined>(
+      (min, d) => (min === undefined || d.createdAt < min ? d.createdAt : min),
+      undefined,
+    );
+    const oldest = [stats.oldestCreatedAt, oldestHeld].filter((t): t is number => t !== undefined);
+    return {
+      pending: stats.pending + this.held.length,
+      oldestCreatedAt: oldest.length ? Math.min(...oldest) : undefined,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
   }
 }

@@ -329,15 +329,17 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
   async flush(graceMs: number): Promise<{ delivered: number; left: number }> {
     this.running = false;
     clearTimeout(this.timer);
-    await this.ticking;
     let deadlineTimer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       deadlineTimer = setTimeout(resolve, graceMs);
     });
+    await Promise.race([this.ticking, deadline]);
     let timedOut = false;
     void deadline.then(() => (timedOut = true));
     let delivered = 0;
-    const before = await this.options.store.stats().catch(() => undefined);
+    const before = await Promise.race([this.options.store.stats(), deadline]).catch(
+      () => undefined,
+    );
     try {
       while (!timedOut) {
         await this.claimAndLaunch();
