@@ -39,6 +39,8 @@ export interface Config {
     jwksUrl: string | undefined;
     jwtIssuer: string | undefined;
     jwtAudience: string | undefined;
+    /** Refuse JWTs without `exp` (a token that never expires cannot be revoked by waiting). */
+    jwtRequireExp: boolean;
     allowAnonymous: boolean;
     metricsToken: string | undefined;
   };
@@ -256,9 +258,16 @@ export function loadConfig(env: Env): Config {
     jwksUrl: r.optionalUrl('RELAY_JWKS_URL'),
     jwtIssuer: r.raw('RELAY_JWT_ISSUER'),
     jwtAudience: r.raw('RELAY_JWT_AUDIENCE'),
+    jwtRequireExp: r.bool('RELAY_JWT_REQUIRE_EXP', true),
     allowAnonymous: r.bool('RELAY_ALLOW_ANONYMOUS', false),
     metricsToken: r.raw('METRICS_TOKEN'),
   };
+  if (auth.jwtSecret && auth.jwksUrl) {
+    // Two issuers would share one `jwt:` namespace of subjects: one must be chosen.
+    r.problems.push(
+      'RELAY_JWT_SECRET / RELAY_JWKS_URL: both are set; set one (HS256 tokens signed with the secret, or tokens verified with the JWKS)',
+    );
+  }
   if (nodeEnv === 'production' && !hasClientAuth(auth) && !auth.allowAnonymous) {
     r.problems.push(
       'RELAY_API_TOKENS / RELAY_JWT_SECRET / RELAY_JWKS_URL: none is set; in production set one, or RELAY_ALLOW_ANONYMOUS=true to accept uploads from anyone on purpose',

@@ -467,7 +467,7 @@ class Transfer {
     const { state, target } = this.request;
     // Not the request's signal: a container being created is let finish even when the client
     // leaves, so that its id is known and it can be deleted (or kept, for a resumable upload).
-    this.creation = openContainer(this.client, target, {
+    this.creation = openContainer(this.client, target, this.request.identity.principal, {
       signal: AbortSignal.timeout(120_000),
       onRetry: this.onRetry,
     });

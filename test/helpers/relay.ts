@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import type { Server } from 'node:http';
-import { ApiVideoClient } from '../../src/apivideo/client';
+import { ApiVideoClient, type ApiVideoClientOptions } from '../../src/apivideo/client';
 import { createApp, type AppDeps } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import type { RunningEmulator } from '../../src/emulator/app';
@@ -31,6 +31,8 @@ export interface TestRelayOptions {
   authScheme?: 'basic' | 'bearer';
   resumable?: AppDeps['resumable'];
   outcomeSinks?: AppDeps['outcomeSinks'];
+  /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
+  client?: Partial<ApiVideoClientOptions>;
   /** More of the app's parts (webhooks, outcome sinks, metrics). */
   deps?: Partial<AppDeps>;
 }
@@ -66,6 +68,7 @@ export async function startTestRelay(
     authScheme: options.authScheme ?? config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
     retry: { baseDelayMs: 5, maxDelayMs: 100 },
+    ...options.client,
   });
   const lifecycle = new Lifecycle();
   const app = createApp({
