@@ -23,6 +23,8 @@ import { RelayMetrics } from './metrics';
 import { UploadEngine } from './upload/engine';
 import type { OutcomeSink } from './upload/outcome';
 import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
+import { webhooksRoutes } from './webhooks/routes';
+import type { WebhookSink } from './webhooks/sink';
 
 export interface AppDeps {
   config: Config;
@@ -37,6 +39,8 @@ export interface AppDeps {
   resumable?: { sessions: SessionStore; locker: UploadLocker };
   /** Consumers of every upload's outcome, besides the built-in log line and metrics. */
   outcomeSinks?: OutcomeSink[];
+  /** Set when RELAY_WEBHOOK_URL is: `POST /v1/webhooks/test` sends through it. */
+  webhooks?: WebhookSink;
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
@@ -117,6 +121,7 @@ export function createApp(deps: AppDeps): express.Express {
       maxValueBytes: config.limits.maxFieldSize,
     },
   });
+  app.use(webhooksRoutes({ sink: deps.webhooks, authenticate }));
   app.use(resumable.router);
   app.locals.resumable = resumable;
   app.use(routeNotFound);

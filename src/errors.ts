@@ -48,6 +48,8 @@ export const ERROR_TABLE = {
   upstream_proxy_error: { status: 502, title: 'The outbound proxy refused the connection' },
   upstream_timeout: { status: 504, title: 'api.video did not answer in time' },
   internal_error: { status: 500, title: 'Internal error' },
+  webhooks_not_configured: { status: 409, title: 'No webhook is configured' },
+  too_many_webhook_tests: { status: 429, title: 'Too many webhook test events' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

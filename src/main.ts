@@ -25,6 +25,8 @@ import { Redis } from 'ioredis';
 import { describeSessionStore, redisConnection } from './redis';
 import { RedisSessionStore } from './resumable/session-store';
 import { RedisLocker } from './resumable/upload-lock';
+import { RelayMetrics } from './metrics';
+import { createWebhooks } from './webhooks';
 
 function fail(message: string): never {
   console.error(message);
@@ -60,7 +62,8 @@ function extraCa(config: Config): string[] | undefined {
 
 /** Every configured credential, so the logger can scrub it wherever it turns up. */
 function secretsOf(config: Config): Array<string | undefined> {
-  const proxyPasswords = [config.network.httpProxy, config.network.httpsProxy].map((url) => {
+  const urls = [config.network.httpProxy, config.network.httpsProxy, ...config.webhooks.urls];
+  const proxyPasswords = urls.map((url) => {
     try {
       return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
     } catch {
@@ -72,6 +75,7 @@ function secretsOf(config: Config): Array<string | undefined> {
     ...config.auth.apiTokens,
     config.auth.jwtSecret,
     config.auth.metricsToken,
+    config.webhooks.secret,
     ...proxyPasswords,
     redisPassword(config.resumable.redisUrl),
   ];
@@ -125,6 +129,37 @@ function resumableStorage(config: Config, logger: Logger) {
   };
 }
 
+/** Webhooks, when RELAY_WEBHOOK_URL is set: the outbox in Redis with REDIS_URL, else in memory. */
+function webhookDelivery(
+  config: Config,
+  logger: Logger,
+  dispatcher: ReturnType<typeof upstreamDispatcher>,
+  metrics: RelayMetrics,
+) {
+  if (config.webhooks.urls.length === 0) return undefined;
+  const url = config.resumable.redisUrl;
+  // A connection of its own, so claims never queue behind upload traffic. While Redis is away a
+  // write fails within 2 s rather than holding the client's answer, and the event is held in
+  // memory until Redis is back (src/webhooks/outbox.ts, HoldingOutbox).
+  const redis = url
+    ? new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true })
+    : undefined;
+  redis?.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
+  if (!redis)
+    logger.warn(
+      'REDIS_URL is not set: webhook events wait in this process memory, and those not yet delivered are lost if it stops',
+    );
+  return createWebhooks({
+    settings: config.webhooks,
+    logger,
+    redis,
+    prefix: `${config.resumable.redisKeyPrefix}webhooks:`,
+    ownsRedis: true,
+    dispatcher,
+    registry: metrics.registry,
+  });
+}
+
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
 async function upstream(
   config: Config,
@@ -145,18 +180,33 @@ async function main(): Promise<void> {
   const config = readConfig();
   const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
+  // One dispatcher for api.video and webhooks alike: the same proxy and CA settings.
+  const dispatcher = upstreamDispatcher({ ...config.network, extraCa: extraCa(config) });
   const apivideo = new ApiVideoClient({
     apiKey,
     baseUrl,
     authScheme: config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
-    dispatcher: upstreamDispatcher({ ...config.network, extraCa: extraCa(config) }),
+    dispatcher,
   });
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
   const lifecycle = new Lifecycle();
   const resumable = resumableStorage(config, logger);
-  const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle, resumable });
+  const metrics = new RelayMetrics();
+  const webhooks = webhookDelivery(config, logger, dispatcher, metrics);
+  webhooks?.worker.start();
+  const app = createApp({
+    config,
+    logger,
+    apivideo,
+    readiness: keyCheck,
+    lifecycle,
+    resumable,
+    metrics,
+    outcomeSinks: webhooks ? [webhooks.sink] : [],
+    webhooks: webhooks?.sink,
+  });
   const sweeper = setInterval(
     () => {
       void (app.locals.resumable as { sweepExpired(): Promise<number> })
@@ -187,6 +237,7 @@ async function main(): Promise<void> {
     );
 
   const shutdown = async (signal: string) => {
+    const drainStarted = Date.now();
     logger.info(
       { signal, uploadsInProgress: lifecycle.inProgress, graceMs: config.shutdownGraceMs },
       'draining: new uploads are refused, uploads in progress may finish',
@@ -201,6 +252,13 @@ async function main(): Promise<void> {
         ),
     );
     logger.info({ outcome }, 'drained; closing');
+    if (webhooks) {
+      // Events of the uploads that just finished go out if they can; the rest wait in the outbox.
+      const graceMs = Math.max(1000, config.shutdownGraceMs - (Date.now() - drainStarted));
+      const flushed = await webhooks.worker.flush(graceMs);
+      logger.info({ ...flushed, graceMs }, 'webhooks flushed');
+      await webhooks.store.close();
+    }
     keyCheck.stop();
     clearInterval(sweeper);
     server.close();
