@@ -7,6 +7,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The build also copies tus-js-client's browser bundle and renders docs/errors.md into dist/.
+COPY scripts ./scripts
+COPY docs/errors.md ./docs/errors.md
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
@@ -12,7 +13,8 @@ import { ConfigError, formatBytes, hasClientAuth, loadConfig, type Config } from
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { Lifecycle } from './lifecycle';
-import { createLogger, type Logger } from './logger';
+import { DotEnvError, dotEnvAdditions } from './dotenv';
+import { createLogger, prettyLogsWanted, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
 import { RedisLocker } from './resumable/redis-locker';
@@ -23,7 +25,26 @@ function fail(message: string): never {
   process.exit(1);
 }
 
+/** `.env` in the working directory, when there is one; real environment variables win. */
+function loadDotEnv(): void {
+  const path = resolve('.env');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    fail(`Cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  try {
+    Object.assign(process.env, dotEnvAdditions(text, process.env, path));
+  } catch (err) {
+    if (err instanceof DotEnvError) fail(err.message);
+    throw err;
+  }
+}
+
 function readConfig(): Config {
+  loadDotEnv();
   try {
     return loadConfig(process.env);
   } catch (err) {
@@ -97,7 +118,11 @@ async function upstream(
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  const logger = createLogger({
+    level: config.logLevel,
+    secrets: secretsOf(config),
+    pretty: prettyLogsWanted(process.stdout.isTTY, config.nodeEnv),
+  });
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
   const apivideo = new ApiVideoClient({
     apiKey,
