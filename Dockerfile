@@ -1,4 +1,6 @@
 # apivideo-upload-relay: build with dev dependencies, run with production ones only.
+# Any Node.js >= 20.19.0 runs the relay (package.json engines): it require()s ES modules. The image
+# takes the current LTS line, 24, which the container test runs.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build

@@ -2,6 +2,8 @@
  * Start-up: the one place that reads the environment and handles signals. Everything it builds is
  * passed down explicitly.
  */
+// First: on a Node.js too old for the rest, say so plainly.
+import './node-version';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
