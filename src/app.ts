@@ -43,6 +43,9 @@ const BUILT_ASSETS = join(__dirname, '..', 'dist');
 const TUS_BROWSER_BUNDLE = join(BUILT_ASSETS, 'vendor', 'tus.min.js');
 const ERRORS_PAGE = join(BUILT_ASSETS, 'docs', 'errors.html');
 
+/** The standalone emulator's default key (npm run emulator, docker-compose): never an api.video key. */
+const STANDALONE_EMULATOR_KEY = 'emulator-key';
+
 /** Builds the relay from explicit parts: no environment, no globals, so tests can build many. */
 export function createApp(deps: AppDeps): express.Express {
   const { config, logger, apivideo } = deps;
@@ -59,7 +62,11 @@ export function createApp(deps: AppDeps): express.Express {
   // Every problem's `type` points here, so it is served whatever RELAY_DEMO_PAGE says.
   app.get('/docs/errors', (_req, res) => res.sendFile(ERRORS_PAGE, { maxAge: '1h' }));
   // Lets the upload page warn that uploads go to the emulator; never the key or the upstream URL.
-  const upstream = deps.upstream ?? (config.useEmbeddedEmulator ? 'emulator' : 'api.video');
+  const upstream =
+    deps.upstream ??
+    (config.useEmbeddedEmulator || config.apivideo.apiKey === STANDALONE_EMULATOR_KEY
+      ? 'emulator'
+      : 'api.video');
   app.get('/v1/info', (_req, res) => void res.json({ upstream }));
   if (config.demoPage) {
     app.use(express.static(deps.publicDir ?? PUBLIC_DIR, { index: 'index.html', maxAge: '1h' }));

@@ -186,6 +186,16 @@ test('GET /v1/info says which upstream, without auth, and nothing secret', async
   expect(text).not.toContain(emulator.url);
 });
 
+test('GET /v1/info: "emulator" with the standalone emulator\'s key, as docker-compose runs it', async () => {
+  const composed = await startTestRelay(emulator, { apiKey: 'emulator-key' });
+  try {
+    const answer = await request(composed.url + '/v1/info');
+    expect(await answer.body.json()).toEqual({ upstream: 'emulator' });
+  } finally {
+    await composed.close();
+  }
+});
+
 test("the page's tus bundle is the one copied into dist/ at build time, and not a production dependency", async () => {
   const answer = await request(relay.url + '/vendor/tus.min.js');
   expect(answer.statusCode).toBe(200);
