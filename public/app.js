@@ -212,7 +212,7 @@
     xhr.addEventListener('error', () => failed(NETWORK_PROBLEM));
     xhr.addEventListener('abort', () => {
       finished();
-      setStatus('Cancelled. Nothing was kept: the relay deletes what it started.');
+      setStatus('Cancelled. The relay deletes the video it had started.');
     });
     current = { canPause: false, cancel: () => xhr.abort() };
     setStatus('Uploading…');
@@ -307,6 +307,10 @@
         method: 'HEAD',
         headers: { ...headers, 'Tus-Resumable': '1.0.0' },
       });
+      if (answer.status === 404 || answer.status === 410) {
+        // Expired or terminated: tus-js-client starts a new upload.
+        return setStatus('The earlier upload is gone: starting again.');
+      }
       const offset = Number(answer.headers.get('Upload-Offset'));
       if (answer.ok && Number.isFinite(offset)) {
         progressMeter(size)(offset);
