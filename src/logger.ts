@@ -65,6 +65,8 @@ export function createLogger(options: LoggerOptions): Logger {
           ignore: 'req,res,responseTime',
           messageFormat: '{if req.method}{req.method} {req.url} {res.statusCode} · {end}{msg}',
           singleLine: true,
+          // A person's terminal: every line out before the process exits (Ctrl-C, a failed start).
+          sync: true,
         })
       : (options.destination ?? pino.destination({ sync: false })),
   );
