@@ -2,8 +2,11 @@
  * Start-up: the one place that reads the environment and handles signals. Everything it builds is
  * passed down explicitly.
  */
+// First: on a Node.js too old for the rest, say so plainly.
+import './node-version';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
@@ -19,7 +22,8 @@ import {
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { Lifecycle } from './lifecycle';
-import { createLogger, type Logger } from './logger';
+import { DotEnvError, dotEnvAdditions } from './dotenv';
+import { createLogger, prettyLogsWanted, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
 import { describeSessionStore, redisConnection } from './redis';
@@ -33,7 +37,26 @@ function fail(message: string): never {
   process.exit(1);
 }
 
+/** `.env` in the working directory, when there is one; real environment variables win. */
+function loadDotEnv(): void {
+  const path = resolve('.env');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    fail(`Cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  try {
+    Object.assign(process.env, dotEnvAdditions(text, process.env, path));
+  } catch (err) {
+    if (err instanceof DotEnvError) fail(err.message);
+    throw err;
+  }
+}
+
 function readConfig(): Config {
+  loadDotEnv();
   try {
     const { env, problems } = readSecretFiles(process.env, (path) => readFileSync(path, 'utf8'));
     return loadConfig(env, problems);
@@ -178,7 +201,11 @@ async function upstream(
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  const logger = createLogger({
+    level: config.logLevel,
+    secrets: secretsOf(config),
+    pretty: prettyLogsWanted(process.stdout.isTTY, config.nodeEnv),
+  });
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
   // One dispatcher for api.video and webhooks alike: the same proxy and CA settings.
   const dispatcher = upstreamDispatcher({ ...config.network, extraCa: extraCa(config) });

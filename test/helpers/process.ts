@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const ROOT = join(__dirname, '../..');
@@ -25,7 +26,7 @@ export function runToExit(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN], { env: cleanEnv(env) });
+    const child = spawn(process.execPath, [MAIN], { env: cleanEnv(env), cwd: tmpdir() });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -38,6 +39,7 @@ export function runToExit(
 export async function startRelayProcess(env: Record<string, string>): Promise<RelayProcess> {
   const child = spawn(process.execPath, [MAIN], {
     env: cleanEnv({ PORT: '0', HOST: '127.0.0.1', ...env }),
+    cwd: tmpdir(), // the relay reads .env from its working directory: not a developer's own
   });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
