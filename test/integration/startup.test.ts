@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { basicAuth } from '../helpers/auth';
 import { tempFile, type TempFile, MiB } from '../helpers/data';
 import { freePort } from '../helpers/ports';
+import { requirePrograms } from '../helpers/prerequisites';
 import { ROOT, runToExit, startRelayProcess } from '../helpers/process';
 
 const exec = promisify(execFile);
@@ -35,6 +36,7 @@ describe('no key outside production', () => {
   afterAll(() => file.remove());
 
   test('starts the built-in emulator, says so in one line, and curl uploads through it byte-exact', async () => {
+    requirePrograms('curl');
     const relay = await startRelayProcess({ UPLOAD_PART_SIZE: '5MiB' });
     try {
       const lines = relay
