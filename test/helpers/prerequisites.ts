@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 
 /** Everything the full suite needs beyond Node and Redis, as README "Tests" lists it. */
 export const INSTALL_ALL =
-  'sudo apt-get install -y curl openssl nginx-light chromium python3-requests';
+  'sudo apt-get install -y redis-server curl openssl nginx-light chromium python3-requests';
 
 /** Debian's Chromium, which playwright-core drives (no browser download). */
 export const CHROMIUM = '/usr/bin/chromium';
