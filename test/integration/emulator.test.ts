@@ -5,6 +5,7 @@ import { MiB } from '../helpers/data';
 import { TEST_API_KEY } from '../helpers/emulator';
 import { useEmulator } from '../helpers/fixture';
 import { Multipart } from '../helpers/multipart';
+import { eventually } from '../helpers/wait';
 
 const fixture = useEmulator();
 const emulator = () => fixture.emulator;
@@ -252,6 +253,30 @@ describe('fault injection', () => {
     expect((await answers).map((a) => a.status)).toEqual([201, 201, 201]);
     expect(stats.maxPartsInFlight).toBe(3);
     expect(stats.partsInFlight).toBe(0);
+  });
+
+  test('the part gate: a held part whose client goes away leaves the gate and is not assembled', async () => {
+    const id = await newVideo();
+    const { gate } = emulator();
+    gate.hold();
+    const form = new Multipart();
+    const gone = new AbortController();
+    const sent = request(`${emulator().url}/videos/${id}/source`, {
+      method: 'POST',
+      headers: {
+        authorization: BASIC,
+        'content-type': form.contentType,
+        'content-range': 'part 1/1',
+      },
+      body: form.body([{ name: 'file', data: Buffer.from('held') }]),
+      signal: gone.signal,
+    });
+    await gate.waitForHeld(1);
+    expect(gate.held).toEqual(['part 1/1']);
+    gone.abort();
+    await expect(sent).rejects.toThrow();
+    await eventually(() => gate.held.length === 0);
+    expect(emulator().videos.inspect(id)!.assembly.summary().parts).toEqual([]);
   });
 
   test('the control API sets faults and reads records over HTTP (for tests of a separate process)', async () => {
