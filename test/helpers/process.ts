@@ -13,6 +13,7 @@ export interface RelayProcess {
   exited: Promise<number | null>;
   /** Resident memory now, in bytes (Linux). */
   rss(): number;
+  /** Sends `signal` unless the process has exited already; resolves with its exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -46,7 +47,10 @@ export async function startRelayProcess(env: Record<string, string>): Promise<Re
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output}`)), 15_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a relay behind when it does not come up
+      reject(new Error(`relay did not start:\n${output}`));
+    }, 15_000);
     const look = () => {
       const match = /relay listening on (http:\/\/[\d.:]+)/.exec(output);
       if (match) {
@@ -55,7 +59,10 @@ export async function startRelayProcess(env: Record<string, string>): Promise<Re
       }
     };
     child.stdout!.on('data', look);
-    void exited.then(() => reject(new Error(`relay exited:\n${output}`)));
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`relay exited:\n${output}`));
+    });
   });
   return {
     child,
@@ -66,7 +73,7 @@ export async function startRelayProcess(env: Record<string, string>): Promise<Re
       Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) *
       1024,
     stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null) child.kill(signal);
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
     },
   };
