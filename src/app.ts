@@ -20,6 +20,10 @@ import type { Locker } from '@tus/utils';
 import { MemorySessionStore, type SessionStore } from './resumable/sessions';
 import { UPLOADS_PATH, resumableRoutes } from './resumable/tus-routes';
 import { RelayMetrics } from './metrics';
+import { uploadTokenAuth } from './upload-tokens/auth';
+import { uploadTokenRoutes } from './upload-tokens/routes';
+import { MemoryUploadTokenStore } from './upload-tokens/store';
+import { UploadTokens } from './upload-tokens/tokens';
 
 export interface AppDeps {
   config: Config;
@@ -32,6 +36,8 @@ export interface AppDeps {
   publicDir?: string;
   /** Resumable uploads' sessions and locks; in memory when not given. */
   resumable?: { sessions: SessionStore; locker: Locker };
+  /** Upload tokens (POST /v1/upload-tokens); in memory when not given. */
+  uploadTokens?: UploadTokens;
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
@@ -66,8 +72,11 @@ export function createApp(deps: AppDeps): express.Express {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   const authenticate = clientAuth(config.auth);
+  const uploadTokens = deps.uploadTokens ?? new UploadTokens(new MemoryUploadTokenStore());
+  app.use(uploadTokenRoutes(uploadTokens, authenticate));
   app.post(
     '/v1/videos',
+    uploadTokenAuth(uploadTokens, () => 'start'),
     authenticate,
     uploadSlots(config.limits, lifecycle),
     uploadRoute({
@@ -89,7 +98,14 @@ export function createApp(deps: AppDeps): express.Express {
     trustProxy: config.http.trustProxy !== false,
     logger,
   });
-  app.use(UPLOADS_PATH, authenticate);
+  app.use(
+    UPLOADS_PATH,
+    // tus creation starts an upload (and counts the token's use); every later request continues it.
+    uploadTokenAuth(uploadTokens, (req) =>
+      req.method === 'POST' && (req.path === '/' || req.path === '') ? 'start-now' : 'continue',
+    ),
+    authenticate,
+  );
   app.use(resumable.router);
   app.locals.resumable = resumable;
   app.use(routeNotFound);

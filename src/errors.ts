@@ -32,6 +32,11 @@ export const ERROR_TABLE = {
   upstream_tls_error: { status: 502, title: 'api.video’s TLS certificate is not trusted' },
   upstream_key_rejected: { status: 502, title: 'api.video rejected the relay’s API key' },
   internal_error: { status: 500, title: 'Internal error' },
+  upload_token_unknown: { status: 401, title: 'Unknown upload token' },
+  upload_token_expired: { status: 401, title: 'The upload token has expired' },
+  upload_token_used_up: { status: 401, title: 'The upload token has no uses left' },
+  upload_token_revoked: { status: 401, title: 'The upload token was revoked' },
+  upload_token_not_found: { status: 404, title: 'No such upload token' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

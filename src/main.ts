@@ -17,6 +17,9 @@ import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
 import { RedisLocker } from './resumable/redis-locker';
 import { RedisSessionStore } from './resumable/sessions';
+import { MemoryUploadTokenStore } from './upload-tokens/store';
+import { RedisUploadTokenStore } from './upload-tokens/redis-store';
+import { UploadTokens } from './upload-tokens/tokens';
 
 function fail(message: string): never {
   console.error(message);
@@ -76,7 +79,11 @@ function resumableStorage(config: Config, logger: Logger) {
   }
   const redis = new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
-  return { sessions: new RedisSessionStore(redis), locker: new RedisLocker(redis) };
+  return {
+    sessions: new RedisSessionStore(redis),
+    locker: new RedisLocker(redis),
+    uploadTokens: new RedisUploadTokenStore(redis, 'apivideo-relay:upload-token:'),
+  };
 }
 
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
@@ -110,7 +117,17 @@ async function main(): Promise<void> {
   void keyCheck.start();
   const lifecycle = new Lifecycle();
   const resumable = resumableStorage(config, logger);
-  const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle, resumable });
+  // Upload tokens share the resumable uploads' Redis, so any replica accepts a token any minted.
+  const uploadTokens = new UploadTokens(resumable?.uploadTokens ?? new MemoryUploadTokenStore());
+  const app = createApp({
+    config,
+    logger,
+    apivideo,
+    readiness: keyCheck,
+    lifecycle,
+    resumable,
+    uploadTokens,
+  });
   const sweeper = setInterval(
     () => {
       void (app.locals.resumable as { store: { deleteExpired(): Promise<number> } }).store

@@ -18,6 +18,7 @@ import { principalOf } from './client-auth';
 import { continueIfExpected } from './linger';
 import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
 import { PassThrough, type Readable } from 'node:stream';
+import { applyUploadToken } from '../upload-tokens/bind';
 
 export interface UploadRouteDeps {
   client: ApiVideoClient;
@@ -60,6 +61,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
     let intake: Intake | undefined;
     try {
       intake = await abortable(openIntake(req, res, deps), stop.signal);
+      intake.target = await applyUploadToken(res, intake.target);
       const video = await relayUpload(deps.client, deps.settings, {
         ...intake,
         signal: stop.signal,

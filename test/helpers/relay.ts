@@ -27,6 +27,7 @@ export interface TestRelayOptions {
   apiKey?: string;
   authScheme?: 'basic' | 'bearer';
   resumable?: AppDeps['resumable'];
+  uploadTokens?: AppDeps['uploadTokens'];
 }
 
 /**
@@ -67,6 +68,7 @@ export async function startTestRelay(
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },
     resumable: options.resumable,
+    uploadTokens: options.uploadTokens,
   });
   const server = createHttpServer(app, config);
   const url = await listen(server, 0, '127.0.0.1');
