@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import {
   RETAIN_AFTER_EXPIRY_MS,
   type ConsumeResult,
+  type TokenUpload,
   type UploadTokenRecord,
   type UploadTokenStore,
 } from './store';
@@ -92,12 +93,59 @@ export class RedisUploadTokenStore implements UploadTokenStore {
     );
   }
 
+  async refund(hash: string): Promise<void> {
+    await this.redis.eval(
+      "if tonumber(redis.call('HGET', KEYS[1], 'uses') or '0') > 0 then redis.call('HINCRBY', KEYS[1], 'uses', -1) end",
+      1,
+      this.tokenKey(hash),
+    );
+  }
+
+  async saveUpload(hash: string, upload: TokenUpload): Promise<void> {
+    // The uploads hash lives as long as the token does; a token gone takes its uploads with it.
+    const expiresAt = await this.redis.hget(this.tokenKey(hash), 'expiresAt');
+    if (expiresAt === null) return;
+    const keepUntil = Number(expiresAt) + RETAIN_AFTER_EXPIRY_MS;
+    await this.redis
+      .multi()
+      .hset(
+        this.uploadsKey(hash),
+        `v:${upload.videoId}`,
+        JSON.stringify(upload),
+        'latest',
+        upload.videoId,
+      )
+      .pexpireat(this.uploadsKey(hash), keepUntil)
+      .exec()
+      .then(failOnError);
+  }
+
+  async forgetUpload(hash: string, videoId: string): Promise<void> {
+    await this.redis.eval(
+      "redis.call('HDEL', KEYS[1], 'v:' .. ARGV[1]); if redis.call('HGET', KEYS[1], 'latest') == ARGV[1] then redis.call('HDEL', KEYS[1], 'latest') end",
+      1,
+      this.uploadsKey(hash),
+      videoId,
+    );
+  }
+
+  async upload(hash: string, videoId?: string): Promise<TokenUpload | undefined> {
+    const id = videoId ?? (await this.redis.hget(this.uploadsKey(hash), 'latest'));
+    if (!id) return undefined;
+    const json = await this.redis.hget(this.uploadsKey(hash), `v:${id}`);
+    return json ? (JSON.parse(json) as TokenUpload) : undefined;
+  }
+
   async close(): Promise<void> {
     // The connection is shared with the resumable sessions' store, which closes it.
   }
 
   private tokenKey(hash: string): string {
     return `${this.prefix}t:${hash}`;
+  }
+
+  private uploadsKey(hash: string): string {
+    return `${this.prefix}u:${hash}`;
   }
 
   private idKey(id: string): string {

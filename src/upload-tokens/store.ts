@@ -1,3 +1,4 @@
+import type { ChunkProgress } from './chunk-range';
 import type { UploadTokenFields } from './fields';
 
 /** A minted token as stored: never the token itself, only under its hash. */
@@ -35,6 +36,18 @@ export type ConsumeResult =
   | { state: 'active'; record: UploadTokenRecord }
   | { state: Exclude<TokenState, 'active'> | 'unknown'; record?: UploadTokenRecord };
 
+/** An upload a token started on `POST /upload?token=`: later chunks may go there and nowhere else. */
+export interface TokenUpload {
+  videoId: string;
+  /** The relay created the container (from the token's fields). */
+  created: boolean;
+  progress: ChunkProgress;
+  /** File bytes api.video acknowledged so far (checked against the token's maxFileSize). */
+  bytes: number;
+  parts: number;
+  completed: boolean;
+}
+
 /** Where tokens live: Redis when REDIS_URL is set (every replica sees them), memory otherwise. */
 export interface UploadTokenStore {
   create(hash: string, record: UploadTokenRecord): Promise<void>;
@@ -44,12 +57,25 @@ export interface UploadTokenStore {
   /** Atomically: counts one use if the token is active at `now`, and says what it found. */
   consume(hash: string, now: number): Promise<ConsumeResult>;
   revoke(hash: string): Promise<void>;
+  /** Gives back a use counted for an upload that failed before any part was acknowledged. */
+  refund(hash: string): Promise<void>;
+  /** Records an upload of the token; it becomes the token's latest. */
+  saveUpload(hash: string, upload: TokenUpload): Promise<void>;
+  forgetUpload(hash: string, videoId: string): Promise<void>;
+  /** One of the token's uploads, or (no id) its latest. */
+  upload(hash: string, videoId?: string): Promise<TokenUpload | undefined>;
   close(): Promise<void>;
+}
+
+interface TokenUploads {
+  latest?: string;
+  byVideo: Map<string, TokenUpload>;
 }
 
 export class MemoryUploadTokenStore implements UploadTokenStore {
   private readonly tokens = new Map<string, UploadTokenRecord>();
   private readonly ids = new Map<string, string>();
+  private readonly uploads = new Map<string, TokenUploads>();
   private lastPrune = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -83,12 +109,41 @@ export class MemoryUploadTokenStore implements UploadTokenStore {
     if (record) record.revoked = true;
   }
 
+  async refund(hash: string): Promise<void> {
+    const record = this.live(hash);
+    if (record && record.uses > 0) record.uses -= 1;
+  }
+
+  async saveUpload(hash: string, upload: TokenUpload): Promise<void> {
+    if (!this.live(hash)) return;
+    const entry: TokenUploads = this.uploads.get(hash) ?? { byVideo: new Map() };
+    entry.byVideo.set(upload.videoId, structuredClone(upload));
+    entry.latest = upload.videoId;
+    this.uploads.set(hash, entry);
+  }
+
+  async forgetUpload(hash: string, videoId: string): Promise<void> {
+    const entry = this.uploads.get(hash);
+    if (!entry) return;
+    entry.byVideo.delete(videoId);
+    if (entry.latest === videoId) entry.latest = undefined;
+  }
+
+  async upload(hash: string, videoId?: string): Promise<TokenUpload | undefined> {
+    if (!this.live(hash)) return undefined;
+    const entry = this.uploads.get(hash);
+    const id = videoId ?? entry?.latest;
+    const found = id === undefined ? undefined : entry?.byVideo.get(id);
+    return found && structuredClone(found);
+  }
+
   async close(): Promise<void> {}
 
   private live(hash: string): UploadTokenRecord | undefined {
     const record = this.tokens.get(hash);
     if (record && this.now() >= record.expiresAt + RETAIN_AFTER_EXPIRY_MS) {
       this.tokens.delete(hash);
+      this.uploads.delete(hash);
       this.ids.delete(record.id);
       return undefined;
     }
