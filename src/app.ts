@@ -22,6 +22,7 @@ import { UPLOADS_PATH, resumableRoutes } from './resumable/tus-routes';
 import { RelayMetrics } from './metrics';
 import { uploadTokenAuth } from './upload-tokens/auth';
 import { uploadTokenRoutes } from './upload-tokens/routes';
+import { tokenUploadRoutes } from './upload-tokens/upload-endpoint';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
 import { UploadTokens } from './upload-tokens/tokens';
 
@@ -108,6 +109,18 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use(resumable.router);
   app.locals.resumable = resumable;
+  app.use(
+    tokenUploadRoutes({
+      tokens: uploadTokens,
+      client: apivideo,
+      metrics,
+      lifecycle,
+      settings: config.upload,
+      formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
+      limits: config.limits,
+      logger,
+    }),
+  );
   app.use(routeNotFound);
   app.use(problemHandler(logger));
   return app;
@@ -138,11 +151,25 @@ function corsFor(origins: string[]) {
   return cors({
     origin: origins.includes('*') ? '*' : origins,
     methods: ['GET', 'POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', ...TUS_REQUEST_HEADERS],
+    allowedHeaders: [
+      'Authorization',
+      'Content-Type',
+      'X-Request-Id',
+      ...TUS_REQUEST_HEADERS,
+      ...APIVIDEO_UPLOADER_HEADERS,
+    ],
     exposedHeaders: ['Location', 'X-Request-Id', ...TUS_RESPONSE_HEADERS],
     maxAge: 600,
   });
 }
+
+/** What api.video's browser uploader sends to `POST /upload?token=`. */
+const APIVIDEO_UPLOADER_HEADERS = [
+  'Content-Range',
+  'AV-Origin-Client',
+  'AV-Origin-App',
+  'AV-Origin-Sdk',
+];
 
 /** What a browser's tus client sends and must read across origins. */
 const TUS_REQUEST_HEADERS = [

@@ -62,7 +62,9 @@ export function apiVideoProblem(err: RelayError, requestId: string): ApiVideoSty
 export function sendApiVideoProblem(res: Response, err: RelayError, requestId: string): void {
   const problem = apiVideoProblem(err, requestId);
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
-  res.status(problem.status).type('application/problem+json').send(JSON.stringify(problem));
+  // A Buffer, so Express adds no charset: api.video's clients match the media type exactly.
+  res.status(problem.status).setHeader('Content-Type', 'application/problem+json');
+  res.send(Buffer.from(JSON.stringify(problem)));
 }
 
 /** `/upload`'s errors, in api.video's shape; anything unexpected is logged and hidden. */
