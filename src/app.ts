@@ -15,12 +15,14 @@ import { uploadSlots } from './http/upload-slots';
 import { getVideoRoute } from './http/videos-route';
 import openapi from './http/openapi.json';
 import { Lifecycle } from './lifecycle';
-import { MemoryLocker } from '@tus/server';
-import type { Locker } from '@tus/utils';
-import { MemorySessionStore, type SessionStore } from './resumable/sessions';
-import { UPLOADS_PATH, resumableRoutes } from './resumable/tus-routes';
+import { MemorySessionStore, type SessionStore } from './resumable/session-store';
+import { MemoryLocker, type UploadLocker } from './resumable/upload-lock';
+import { resumableRoutes } from './resumable/tus-routes';
 import { RelayMetrics } from './metrics';
-import { uploadTokenAuth } from './upload-tokens/auth';
+import { UploadEngine } from './upload/engine';
+import type { OutcomeSink } from './upload/outcome';
+import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
+import { uploadTokenAuth, withUploadTokens } from './upload-tokens/auth';
 import { uploadTokenRoutes } from './upload-tokens/routes';
 import { tokenUploadRoutes } from './upload-tokens/upload-endpoint';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
@@ -36,7 +38,9 @@ export interface AppDeps {
   /** Where the upload page's files are (RELAY_DEMO_PAGE). */
   publicDir?: string;
   /** Resumable uploads' sessions and locks; in memory when not given. */
-  resumable?: { sessions: SessionStore; locker: Locker };
+  resumable?: { sessions: SessionStore; locker: UploadLocker };
+  /** Consumers of every upload's outcome, besides the built-in log line and metrics. */
+  outcomeSinks?: OutcomeSink[];
   /** Upload tokens (POST /v1/upload-tokens); in memory when not given. */
   uploadTokens?: UploadTokens;
 }
@@ -68,56 +72,74 @@ export function createApp(deps: AppDeps): express.Express {
       res.sendFile(TUS_BROWSER_BUNDLE, { maxAge: '1d' }),
     );
   }
-  app.use(healthRoutes({ isReady: () => !lifecycle.draining && deps.readiness.isReady() }));
+  // Resumable uploads need their session store: without it the relay is not ready.
+  const storeReady = () => deps.resumable?.sessions.isReady() ?? true;
+  app.use(
+    healthRoutes({
+      isReady: () => !lifecycle.draining && deps.readiness.isReady() && storeReady(),
+    }),
+  );
   app.get('/metrics', metricsAuth(config.auth.metricsToken), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   const authenticate = clientAuth(config.auth);
+  const admit = uploadSlots(config.limits, lifecycle);
+  const observer = metricsObserver(metrics);
+  const engine = new UploadEngine({
+    client: apivideo,
+    settings: config.upload,
+    observer,
+    sinks: [new OutcomeRecorder(metrics, logger), ...(deps.outcomeSinks ?? [])],
+    logger,
+  });
+  const guards = { lifecycle, metrics, requestTimeoutMs: config.upload.requestTimeoutMs };
   const uploadTokens = deps.uploadTokens ?? new UploadTokens(new MemoryUploadTokenStore());
   app.use(uploadTokenRoutes(uploadTokens, authenticate));
   app.post(
     '/v1/videos',
     uploadTokenAuth(uploadTokens, () => 'start'),
     authenticate,
-    uploadSlots(config.limits, lifecycle),
+    admit,
     uploadRoute({
-      client: apivideo,
-      metrics,
-      lifecycle,
-      settings: config.upload,
+      ...guards,
+      engine,
       formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
     }),
   );
   app.get('/v1/videos/:videoId', authenticate, getVideoRoute(apivideo));
+  const sessions = deps.resumable?.sessions ?? new MemorySessionStore();
   const resumable = resumableRoutes({
-    client: apivideo,
-    sessions: deps.resumable?.sessions ?? new MemorySessionStore(),
+    ...guards,
+    engine,
+    sessions,
     locker: deps.resumable?.locker ?? new MemoryLocker(),
-    partSize: config.upload.partSize,
-    maxFileSize: config.upload.maxFileSize,
-    ttlMs: config.resumable.sessionTtlMs,
-    trustProxy: config.http.trustProxy !== false,
+    observer,
     logger,
-  });
-  app.use(
-    UPLOADS_PATH,
     // tus creation starts an upload (and counts the token's use); every later request continues it.
-    uploadTokenAuth(uploadTokens, (req) =>
-      req.method === 'POST' && (req.path === '/' || req.path === '') ? 'start-now' : 'continue',
+    authenticate: withUploadTokens(
+      uploadTokens,
+      (req) => (req.method === 'POST' ? 'start-now' : 'continue'),
+      authenticate,
     ),
-    authenticate,
-  );
+    admit,
+    ttlMs: config.resumable.sessionTtlMs,
+    maxSessionsPerClient: config.resumable.maxSessionsPerClient,
+    maxStoredBytes: config.resumable.maxStoredBytes,
+    metadataLimits: {
+      maxEntries: config.limits.maxFields,
+      maxValueBytes: config.limits.maxFieldSize,
+    },
+  });
   app.use(resumable.router);
   app.locals.resumable = resumable;
   app.use(
     tokenUploadRoutes({
+      ...guards,
       tokens: uploadTokens,
-      client: apivideo,
-      metrics,
-      lifecycle,
-      settings: config.upload,
+      engine,
+      observer,
+      admit,
       formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
-      limits: config.limits,
       logger,
     }),
   );

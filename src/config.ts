@@ -57,7 +57,13 @@ export interface Config {
   resumable: {
     /** Sessions and locks in Redis when set; in this process's memory otherwise (one instance). */
     redisUrl: string | undefined;
+    /** Every Redis key the relay writes starts with this (several relays can share one Redis). */
+    redisKeyPrefix: string;
     sessionTtlMs: number;
+    /** Unfinished resumable uploads one client may have at once. */
+    maxSessionsPerClient: number;
+    /** Bytes the session store may hold in tails, all uploads together. */
+    maxStoredBytes: number;
   };
   network: {
     httpProxy: string | undefined;
@@ -286,7 +292,10 @@ export function loadConfig(env: Env): Config {
     demoPage: r.bool('RELAY_DEMO_PAGE', nodeEnv !== 'production'),
     resumable: {
       redisUrl: redisUrl(r),
+      redisKeyPrefix: redisKeyPrefix(r),
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
+      maxSessionsPerClient: r.int('UPLOAD_MAX_SESSIONS_PER_CLIENT', 20, 1, 100_000),
+      maxStoredBytes: r.size('UPLOAD_SESSION_STORE_MAX_BYTES', 1024 * MiB, 5 * MiB, 2 ** 50),
     },
     network: {
       httpProxy: r.either('HTTP_PROXY'),
@@ -305,6 +314,17 @@ function parseTrustProxy(r: Reader): boolean | number | string {
   if (text === undefined || text === 'false') return false;
   if (text === 'true') return true;
   if (/^\d+$/.test(text)) return Number(text);
+  return text;
+}
+
+function redisKeyPrefix(r: Reader): string {
+  const text = r.raw('REDIS_KEY_PREFIX') ?? 'apivideo-relay:';
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(text)) {
+    r.problems.push(
+      `REDIS_KEY_PREFIX: expected 1 to 64 letters, digits or _ . : -, got "${text.slice(0, 80)}"`,
+    );
+    return 'apivideo-relay:';
+  }
   return text;
 }
 

@@ -15,8 +15,8 @@ import { Lifecycle } from './lifecycle';
 import { createLogger, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
-import { RedisLocker } from './resumable/redis-locker';
-import { RedisSessionStore } from './resumable/sessions';
+import { RedisSessionStore } from './resumable/session-store';
+import { RedisLocker } from './resumable/upload-lock';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
 import { RedisUploadTokenStore } from './upload-tokens/redis-store';
 import { UploadTokens } from './upload-tokens/tokens';
@@ -77,12 +77,18 @@ function resumableStorage(config: Config, logger: Logger) {
     logger.info('REDIS_URL is not set: resumable uploads live in this process only (one instance)');
     return undefined;
   }
-  const redis = new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  // Fail fast while Redis is away (503 session_store_unavailable), rather than queue commands.
+  const redis = new Redis(url, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+  });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
+  const prefix = config.resumable.redisKeyPrefix;
   return {
-    sessions: new RedisSessionStore(redis),
-    locker: new RedisLocker(redis),
-    uploadTokens: new RedisUploadTokenStore(redis, 'apivideo-relay:upload-token:'),
+    sessions: new RedisSessionStore(redis, prefix),
+    locker: new RedisLocker(redis, prefix),
+    uploadTokens: new RedisUploadTokenStore(redis, `${prefix}upload-token:`),
   };
 }
 
@@ -130,8 +136,8 @@ async function main(): Promise<void> {
   });
   const sweeper = setInterval(
     () => {
-      void (app.locals.resumable as { store: { deleteExpired(): Promise<number> } }).store
-        .deleteExpired()
+      void (app.locals.resumable as { sweepExpired(): Promise<number> })
+        .sweepExpired()
         .catch((err: unknown) => {
           logger.warn({ err: String(err) }, 'could not sweep expired resumable uploads');
         });

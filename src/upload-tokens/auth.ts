@@ -45,3 +45,16 @@ export function uploadTokenAuth(
     }
   };
 }
+
+/** Upload tokens first, then the relay's own client auth: one handler, for routes that take one. */
+export function withUploadTokens(
+  tokens: UploadTokens,
+  useOf: (req: Request) => TokenUse,
+  authenticate: RequestHandler,
+): RequestHandler {
+  const byToken = uploadTokenAuth(tokens, useOf);
+  return (req, res, next) =>
+    void byToken(req, res, (err?: unknown) =>
+      err ? next(err) : void authenticate(req, res, next),
+    );
+}

@@ -1,3 +1,4 @@
+import type { UploadState } from '../upload/engine';
 import type { ChunkProgress } from './chunk-range';
 import type { UploadTokenFields } from './fields';
 
@@ -38,13 +39,14 @@ export type ConsumeResult =
 
 /** An upload a token started on `POST /upload?token=`: later chunks may go there and nowhere else. */
 export interface TokenUpload {
+  /** The video: what later chunks name, and the key the upload is kept under. */
   videoId: string;
-  /** The relay created the container (from the token's fields). */
-  created: boolean;
+  /** The upload's id in outcomes and logs (the first chunk's request id). */
+  uploadId: string;
+  startedAt: number;
+  /** What api.video has of it (the engine's state): container, acknowledged bytes and parts. */
+  state: UploadState;
   progress: ChunkProgress;
-  /** File bytes api.video acknowledged so far (checked against the token's maxFileSize). */
-  bytes: number;
-  parts: number;
   completed: boolean;
 }
 

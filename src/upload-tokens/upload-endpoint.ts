@@ -1,23 +1,20 @@
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Transform } from 'node:stream';
+import { Router, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { ApiVideoClient } from '../apivideo/client';
 import type { Video } from '../apivideo/types';
 import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
 import { continueIfExpected } from '../http/linger';
-import { uploadSlots } from '../http/upload-slots';
-import type { Lifecycle } from '../lifecycle';
-import type { RelayMetrics } from '../metrics';
+import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
 import { abortable } from '../upload/abortable';
-import { openContainer } from '../upload/container';
-import type { FormLimits } from '../upload/multipart-intake';
 import {
   ClientGone,
-  relayUpload,
-  type RelaySettings,
+  freshState,
+  type UploadEngine,
+  type UploadIdentity,
   type UploadObserver,
-  type UploadProgress,
-} from '../upload/relay-upload';
+} from '../upload/engine';
+import type { FormLimits } from '../upload/multipart-intake';
 import { toRelayError } from '../upload/upstream-failure';
 import { titleFromFilename, type UploadTarget } from '../upload/video-fields';
 import { apiVideoProblemHandler } from './apivideo-problem';
@@ -29,14 +26,13 @@ import type { UploadTokens } from './tokens';
 
 export const TOKEN_UPLOAD_PATH = '/upload';
 
-export interface TokenUploadDeps {
+export interface TokenUploadDeps extends GuardDeps {
   tokens: UploadTokens;
-  client: ApiVideoClient;
-  metrics: RelayMetrics;
-  lifecycle: Lifecycle;
-  settings: RelaySettings & { requestTimeoutMs: number };
+  engine: UploadEngine;
+  observer: UploadObserver;
+  /** The admission every upload route shares (UPLOAD_MAX_CONCURRENT, per client, draining). */
+  admit: RequestHandler;
   formLimits: FormLimits;
-  limits: { maxConcurrentUploads: number; maxConcurrentPerClient: number };
   logger: Logger;
 }
 
@@ -44,27 +40,24 @@ export interface TokenUploadDeps {
 const FORM_OVERHEAD_ALLOWANCE = 1024 * 1024;
 /** api.video's ceiling on one part: a chunk is one part. */
 const MAX_CHUNK = 128 * 1024 * 1024;
+const ROUTE = 'upload-token' as const;
 
 /**
  * `POST /upload?token=…`: api.video's delegated upload, answered as api.video answers it, so its
- * own uploaders work with their host set to the relay. A whole file (no Content-Range) goes
- * through the upload engine like any upload; each chunk of a chunked upload becomes one part at
- * api.video, streamed through (nothing held but what is in flight). The first chunk creates the
- * video from the token's fields; later chunks can only reach a video this token created.
+ * own uploaders work with their host set to the relay. An adapter on the upload engine: a whole
+ * file (no Content-Range) is one `engine.relay()` like any upload; each chunk of a chunked upload
+ * is one `engine.sendPart()`, exactly one part at api.video, streamed through. The first chunk
+ * creates the video from the token's fields; later chunks can only reach a video this token
+ * created (the token remembers them).
  */
 export function tokenUploadRoutes(deps: TokenUploadDeps): Router {
   const router = Router();
-  router.post(
-    TOKEN_UPLOAD_PATH,
-    tokenFromQuery(deps.tokens),
-    uploadSlots(deps.limits, deps.lifecycle),
-    tokenUploadHandler(deps),
-  );
+  router.post(TOKEN_UPLOAD_PATH, tokenFromQuery(deps.tokens), deps.admit, handler(deps));
   router.use(TOKEN_UPLOAD_PATH, apiVideoProblemHandler(deps.logger));
   return router;
 }
 
-/** `?token=` authenticates the request as the minting principal; using it is decided per chunk. */
+/** `?token=` authenticates the request as the minting principal; whether it may start is per chunk. */
 function tokenFromQuery(tokens: UploadTokens): RequestHandler {
   return async (req, res, next) => {
     try {
@@ -83,25 +76,43 @@ function tokenFromQuery(tokens: UploadTokens): RequestHandler {
   };
 }
 
-function tokenUploadHandler(deps: TokenUploadDeps): RequestHandler {
+interface Chunk {
+  req: Request;
+  deps: TokenUploadDeps;
+  grant: UploadTokenGrant;
+  hash: string;
+  form: ChunkForm;
+  range: ChunkRange;
+  /** The stricter of UPLOAD_MAX_FILE_SIZE and the token's maxFileSize; 0: none. */
+  limit: number;
+  signal: AbortSignal;
+  log: Logger;
+}
+
+function handler(deps: TokenUploadDeps): RequestHandler {
   return async (req, res, next) => {
     const grant = res.locals.uploadToken as UploadTokenGrant;
     const hash = res.locals.uploadTokenHash as string;
-    const principal = grant.record.principal;
-    const log = req.log.child({ principal, uploadTokenId: grant.id });
-    const stop = new AbortController();
-    res.once('close', () => res.writableFinished || stop.abort(new ClientGone()));
-    const deadline = uploadDeadline(deps.settings.requestTimeoutMs, stop);
-    const untrack = deps.lifecycle.track(stop);
-    deps.metrics.uploadsInProgress.inc();
+    const log = req.log.child({ principal: grant.record.principal, uploadTokenId: grant.id });
+    const guard = guardUploadRequest(res, deps);
     let form: ChunkForm | undefined;
     try {
       const range = readRange(req.headers['content-range']);
-      const limit = sizeLimit(deps.settings.maxFileSize, grant.record.fields.maxFileSize);
+      const limit = sizeLimit(deps.engine.settings.maxFileSize, grant.record.fields.maxFileSize);
       checkDeclaredLength(req, range, limit);
       continueIfExpected(req, res);
-      form = await abortable(receiveChunk(req, deps.formLimits), stop.signal);
-      const chunk = { req, res, deps, grant, hash, form, range, limit, signal: stop.signal, log };
+      form = await abortable(receiveChunk(req, deps.formLimits), guard.signal);
+      const chunk: Chunk = {
+        req,
+        deps,
+        grant,
+        hash,
+        form,
+        range,
+        limit,
+        signal: guard.signal,
+        log,
+      };
       const video =
         range.kind === 'whole' && form.videoId === undefined
           ? await wholeFile(chunk)
@@ -111,89 +122,65 @@ function tokenUploadHandler(deps: TokenUploadDeps): RequestHandler {
       res.send(Buffer.from(JSON.stringify(video)));
     } catch (err) {
       form?.stop();
-      if (err instanceof ClientGone) {
-        log.warn({ event: 'upload_aborted' }, 'upload_aborted');
-        return;
-      }
+      if (err instanceof ClientGone) return;
       next(isRelayError(err) ? err : toRelayError(err));
     } finally {
-      clearTimeout(deadline);
-      deps.metrics.uploadsInProgress.dec();
-      untrack();
+      guard.done();
     }
   };
 }
 
-interface Chunk {
-  req: Request;
-  res: Response;
-  deps: TokenUploadDeps;
-  grant: UploadTokenGrant;
-  hash: string;
-  form: ChunkForm;
-  range: ChunkRange;
-  /** 0: no limit. */
-  limit: number;
-  signal: AbortSignal;
-  log: Logger;
+function identityOf(c: Chunk, uploadId: string, startedAt: number): UploadIdentity {
+  return {
+    uploadId,
+    route: ROUTE,
+    principal: c.grant.record.principal,
+    uploadTokenId: c.grant.id,
+    startedAt,
+  };
 }
 
-/** A file in one request: the engine cuts it into parts, retries them and cleans up on failure. */
+/** A file in one request: the engine cuts it into parts, retries them, and cleans up on failure. */
 async function wholeFile(c: Chunk): Promise<Video> {
   const { deps, grant, form } = c;
-  const target = targetFor(grant, form.filename);
-  await grant.consume();
-  const progress: UploadProgress = {
-    createdContainer: false,
-    bytes: 0,
-    partsAcknowledged: 0,
-    retries: 0,
-  };
-  const started = performance.now();
-  deps.metrics.uploadsStarted.inc({ principal: grant.record.principal });
+  const identity = identityOf(c, String(c.req.id), Date.now());
+  let target: UploadTarget | undefined;
   try {
-    const video = await relayUpload(
-      deps.client,
-      { ...deps.settings, maxFileSize: c.limit },
-      {
-        file: form.stream,
-        target,
-        signal: c.signal,
-        bodyComplete: form.complete.then(() => undefined),
-        classifyStreamError: (err) =>
-          new RelayError(
-            'malformed_multipart',
-            `The multipart body is malformed: ${(err as Error).message}.`,
-          ),
-        progress,
-        logger: c.log,
-        observer: observerFor(deps.metrics),
-      },
-    );
+    target = targetFor(grant, form.filename);
+    await grant.consume();
+  } catch (err) {
+    await refused(c, identity, target, err);
+    throw err;
+  }
+  deps.metrics.uploadsStarted.inc({ route: ROUTE });
+  try {
+    const video = await deps.engine.relay({
+      identity,
+      target,
+      file: form.stream.pipe(limitTo(c.limit)),
+      signal: c.signal,
+      logger: c.log,
+      bodyComplete: form.complete.then(() => undefined),
+      classifyStreamError: (err) =>
+        isRelayError(err)
+          ? err
+          : new RelayError(
+              'malformed_multipart',
+              `The multipart body is malformed: ${(err as Error).message}.`,
+            ),
+    });
     await deps.tokens.store.saveUpload(c.hash, {
       videoId: video.videoId,
-      created: progress.createdContainer,
+      uploadId: identity.uploadId,
+      startedAt: identity.startedAt,
+      state: { ...freshState(), videoId: video.videoId },
       progress: {},
-      bytes: progress.bytes,
-      parts: progress.partsAcknowledged,
       completed: true,
     });
-    deps.metrics.uploadsCompleted.inc({ principal: grant.record.principal });
-    logFinished(
-      c.log,
-      video.videoId,
-      progress.bytes,
-      progress.partsAcknowledged,
-      started,
-      'completed',
-    );
     return video;
   } catch (err) {
-    // Nothing of it stayed (the engine deleted what it created): the use is given back.
+    // The engine deleted what it created and recorded the failure: the use is given back.
     await deps.tokens.store.refund(c.hash).catch(() => undefined);
-    const code = err instanceof ClientGone ? 'client_aborted' : toRelayError(err).code;
-    deps.metrics.uploadsFailed.inc({ code });
-    logFinished(c.log, progress.videoId, progress.bytes, progress.partsAcknowledged, started, code);
     throw err;
   }
 }
@@ -202,44 +189,42 @@ async function wholeFile(c: Chunk): Promise<Video> {
 async function oneChunk(c: Chunk): Promise<Video> {
   const { deps, grant, hash, form, range } = c;
   const store = deps.tokens.store;
-  let upload = await uploadFor(c);
-  const plan = planOrRefuse(range, upload?.progress ?? {});
+  const found = await uploadFor(c);
+  const plan = planOrRefuse(range, found?.progress ?? {});
   if (c.limit > 0 && range.kind === 'bytes' && range.size > c.limit) throw tooLarge(c.limit);
+  let upload: TokenUpload;
   let startedHere = false;
-  if (!upload) {
-    const target = targetFor(grant, form.filename);
-    await grant.consume();
-    startedHere = true;
+  if (found) upload = found;
+  else {
+    const identity = identityOf(c, String(c.req.id), Date.now());
+    let target: UploadTarget | undefined;
     try {
-      const container = await openContainer(deps.client, target, { signal: c.signal });
-      upload = {
-        videoId: container.videoId,
-        created: container.created,
-        progress: {},
-        bytes: 0,
-        parts: 0,
-        completed: false,
-      };
-      await store.saveUpload(hash, upload);
+      target = targetFor(grant, form.filename);
+      await grant.consume();
     } catch (err) {
-      await store.refund(hash).catch(() => undefined);
+      await refused(c, identity, target, err);
       throw err;
     }
-    deps.metrics.uploadsStarted.inc({ principal: grant.record.principal });
-    c.log.info(
-      { event: 'upload_started', videoId: upload.videoId, route: 'upload-token' },
-      'upload started',
-    );
+    startedHere = true;
+    deps.metrics.uploadsStarted.inc({ route: ROUTE });
+    upload = {
+      videoId: '',
+      uploadId: identity.uploadId,
+      startedAt: identity.startedAt,
+      state: freshState(),
+      progress: {},
+      completed: false,
+    };
   }
-  const current = upload;
-  const started = performance.now();
+  const identity = identityOf(c, upload.uploadId, upload.startedAt);
+  const target = targetFor(grant, form.filename);
+  const state = upload.state;
   let received = 0;
   // What broke the body, if it broke: the upstream call then fails too, but this is the reason.
   const broken: { error?: unknown } = {};
-  const counted = countBytes(form.stream, broken, (n) => {
+  const file = countBytes(form.stream, broken, (n) => {
     received += n;
-    deps.metrics.bytesReceived.inc(n);
-    if (c.limit > 0 && current.bytes + received > c.limit) throw tooLarge(c.limit);
+    if (c.limit > 0 && state.ackedBytes + received > c.limit) throw tooLarge(c.limit);
     if (plan.length !== undefined && received > plan.length)
       throw new RelayError(
         'upload_chunk_invalid',
@@ -249,77 +234,95 @@ async function oneChunk(c: Chunk): Promise<Video> {
       throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_CHUNK)}.`);
   });
   try {
-    const video = await c.deps.client.uploadPartStream(
-      current.videoId,
-      plan.part,
-      plan.last,
-      counted,
-      plan.length,
-      {
-        signal: c.signal,
-      },
-    );
+    const sent = deps.engine.sendPart({
+      identity,
+      target,
+      state,
+      part: plan.part,
+      isLast: plan.last,
+      file,
+      length: plan.length,
+      signal: c.signal,
+      logger: c.log,
+    });
+    // The container exists once sendPart has opened it: remember it now, so a retry finds it.
+    const { video } = await sent;
     if (plan.length !== undefined && received !== plan.length)
       throw new RelayError(
         'upload_chunk_invalid',
         `The chunk has ${received} bytes, not the ${plan.length} its Content-Range says.`,
       );
     const { videoIdAfter } = await form.complete;
-    if (videoIdAfter !== undefined && videoIdAfter !== current.videoId) throw notThisToken();
-    deps.metrics.bytesRelayed.inc(received);
-    deps.metrics.partDuration.observe((performance.now() - started) / 1000);
-    const next: TokenUpload = {
-      ...current,
+    await store.saveUpload(hash, {
+      ...upload,
+      videoId: state.videoId!,
+      state,
       progress: plan.progress,
-      bytes: current.bytes + received,
-      parts: current.parts + 1,
-      completed: current.completed || plan.last,
-    };
-    await store.saveUpload(hash, next);
+      completed: upload.completed || plan.last,
+    });
+    if (videoIdAfter !== undefined && videoIdAfter !== state.videoId) throw notThisToken();
     c.log.info(
       {
         event: 'upload_chunk',
-        videoId: current.videoId,
+        videoId: state.videoId,
         part: plan.part,
         last: plan.last,
         bytes: received,
       },
       'chunk relayed',
     );
-    if (plan.last) {
-      deps.metrics.uploadsCompleted.inc({ principal: grant.record.principal });
-      logFinished(c.log, current.videoId, next.bytes, next.parts, started, 'completed');
-    }
     return video;
   } catch (failure) {
     const err = c.signal.aborted
       ? (c.signal.reason as Error)
-      : (broken.error ?? failure) instanceof RelayError
-        ? (broken.error ?? failure)
+      : broken.error instanceof RelayError
+        ? broken.error
         : broken.error !== undefined
           ? new RelayError('malformed_multipart', 'The multipart body ended before the chunk did.')
           : failure;
-    if (startedHere && current.parts === 0) {
-      // The upload never got a part in: undo it whole, so a retry starts afresh with its use.
-      if (current.created)
-        await deps.client
-          .deleteVideo(current.videoId, { signal: AbortSignal.timeout(30_000) })
-          .catch((e: unknown) =>
-            c.log.warn(
-              { videoId: current.videoId, err: String(e) },
-              'could not delete an empty container',
-            ),
-          );
-      await store.forgetUpload(hash, current.videoId).catch(() => undefined);
+    const code = err instanceof ClientGone || isRelayError(err) ? err.code : 'internal_error';
+    if (startedHere && state.ackedBytes === 0) {
+      // The upload never got a part in: it fails whole (the engine deletes the container it made
+      // and records the outcome), and its use is given back so a retry starts afresh.
+      await deps.engine.fail({
+        identity,
+        target,
+        state,
+        code,
+        kind: 'failed',
+        bytesReceived: received,
+        logger: c.log,
+      });
+      if (state.videoId) await store.forgetUpload(hash, state.videoId).catch(() => undefined);
       await store.refund(hash).catch(() => undefined);
+    } else {
+      // A failed chunk is not a failed upload: the client retries it, into the same video.
+      deps.observer.interrupted(ROUTE, code);
+      if (state.videoId && startedHere)
+        await store
+          .saveUpload(hash, { ...upload, videoId: state.videoId, state })
+          .catch(() => undefined);
     }
-    const code = err instanceof ClientGone ? 'client_aborted' : toRelayError(err).code;
-    c.log.info(
-      { event: 'upload_chunk_failed', videoId: current.videoId, part: plan.part, code },
-      'chunk failed',
-    );
     throw err;
   }
+}
+
+/** An upload refused before the engine had it is still an upload with one outcome. */
+async function refused(
+  c: Chunk,
+  identity: UploadIdentity,
+  target: UploadTarget | undefined,
+  err: unknown,
+): Promise<void> {
+  await c.deps.engine.fail({
+    identity,
+    target,
+    state: freshState(),
+    code: isRelayError(err) ? err.code : 'internal_error',
+    kind: 'failed',
+    bytesReceived: 0,
+    logger: c.log,
+  });
 }
 
 /**
@@ -396,10 +399,21 @@ function checkDeclaredLength(req: Request, range: ChunkRange, limit: number): vo
     throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_CHUNK)}.`);
 }
 
-/** The stricter of the relay's UPLOAD_MAX_FILE_SIZE and the token's maxFileSize; 0: none. */
 function sizeLimit(relay: number, token: number | undefined): number {
   if (!token) return relay;
   return relay > 0 ? Math.min(relay, token) : token;
+}
+
+/** The token's maxFileSize on a whole file (the engine enforces UPLOAD_MAX_FILE_SIZE itself). */
+function limitTo(limit: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (limit > 0 && seen > limit) return done(tooLarge(limit));
+      done(null, chunk);
+    },
+  });
 }
 
 async function* countBytes(
@@ -424,48 +438,4 @@ function tooLarge(limit: number): RelayError {
 
 function notThisToken(): RelayError {
   return new RelayError('forbidden', 'This upload token did not start an upload into that video.');
-}
-
-function observerFor(metrics: RelayMetrics): UploadObserver {
-  return {
-    received: (bytes) => {
-      metrics.bytesReceived.inc(bytes);
-      metrics.bytesBuffered.inc(bytes);
-    },
-    partAcknowledged: (bytes, seconds) => {
-      metrics.bytesRelayed.inc(bytes);
-      metrics.bytesBuffered.dec(bytes);
-      metrics.partDuration.observe(seconds);
-    },
-    released: (bytes) => metrics.bytesBuffered.dec(bytes),
-    retried: (reason) => metrics.upstreamRetries.inc({ reason }),
-  };
-}
-
-function logFinished(
-  log: Logger,
-  videoId: string | undefined,
-  bytes: number,
-  parts: number,
-  started: number,
-  outcome: string,
-): void {
-  log.info(
-    {
-      event: 'upload_finished',
-      route: 'upload-token',
-      outcome,
-      videoId,
-      bytes,
-      parts,
-      durationMs: Math.round(performance.now() - started),
-    },
-    'upload finished',
-  );
-}
-
-function uploadDeadline(ms: number, stop: AbortController): NodeJS.Timeout | undefined {
-  if (ms <= 0) return undefined;
-  const error = new RelayError('upload_timeout', `The upload took longer than ${ms} ms.`);
-  return setTimeout(() => stop.abort(error), ms).unref();
 }

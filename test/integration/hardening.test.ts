@@ -277,8 +277,10 @@ describe('metrics', () => {
     expect(
       value(after, 'relay_bytes_relayed_total') - value(okBefore, 'relay_bytes_relayed_total'),
     ).toBe(700 * 1024);
-    expect(after).toMatch(/relay_uploads_failed_total\{code="empty_file"\} 1/);
-    expect(after).toMatch(/relay_uploads_failed_total\{code="file_too_large"\} 1/);
+    expect(after).toMatch(/relay_uploads_failed_total\{route="videos",code="empty_file"\} 1/);
+    expect(after).toMatch(/relay_uploads_failed_total\{route="videos",code="file_too_large"\} 1/);
+    // Who uploaded is never a label: no client can mint new series.
+    expect(after).not.toMatch(/principal=/);
     expect(value(after, 'relay_part_upload_duration_seconds_count')).toBeGreaterThanOrEqual(1);
     expect(value(after, 'relay_uploads_in_progress')).toBe(0);
     expect(value(after, 'relay_bytes_buffered')).toBe(0);
