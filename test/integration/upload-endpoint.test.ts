@@ -12,6 +12,7 @@ import request from 'supertest';
 import { request as undiciRequest } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { PROBLEM_TYPE_BASE } from '../../src/errors';
+import type { UploadOutcome } from '../../src/upload/outcome';
 import { MiB, randomBytesOf, sha256, tempFile, type TempFile } from '../helpers/data';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
@@ -22,10 +23,12 @@ const BACKEND = 'backend-token-0123456789';
 let emulator: RunningEmulator;
 let relay: TestRelay;
 let file: TempFile;
+const outcomes: UploadOutcome[] = [];
 beforeAll(async () => {
   emulator = await startTestEmulator();
   relay = await startTestRelay(emulator, {
     env: { RELAY_API_TOKENS: BACKEND, CORS_ORIGINS: 'https://app.example.com' },
+    outcomeSinks: [{ record: async (outcome) => void outcomes.push(outcome) }],
   });
   file = await tempFile(13 * MiB + 12345, 'holiday.mp4');
 });
@@ -263,5 +266,41 @@ describe('by hand', () => {
     expect(res.headers['access-control-allow-origin']).toBe('https://app.example.com');
     expect(res.headers['access-control-allow-headers']).toMatch(/Content-Range/);
     expect(res.headers['access-control-allow-headers']).toMatch(/AV-Origin-Client/);
+  });
+
+  test('one outcome per upload, from the engine: completed after the last chunk, failed for a first chunk refused', async () => {
+    const { token, id } = await mint({ title: 'outcomes', metadata: { userId: '7' } });
+    const data = randomBytesOf(5 * MiB);
+    const first = await sendChunk(token, data, { range: 'part 1/2' });
+    const videoId = first.body.videoId as string;
+    expect(outcomes.filter((o) => o.videoId === videoId)).toEqual([]);
+    await sendChunk(token, Buffer.from('end'), { range: 'part 2/2', videoId });
+    const mine = outcomes.filter((o) => o.videoId === videoId);
+    expect(mine).toEqual([
+      expect.objectContaining({
+        kind: 'completed',
+        route: 'upload-token',
+        principal: expect.stringMatching(/^token:/),
+        uploadTokenId: id,
+        title: 'outcomes',
+        metadata: [{ key: 'userId', value: '7' }],
+        bytesAcknowledged: 5 * MiB + 3,
+        parts: 2,
+      }),
+    ]);
+    const refused = await mint();
+    const before = outcomes.length;
+    const tiny = await sendChunk(refused.token, Buffer.from('tiny'), { range: 'part 1/*' });
+    expect(tiny.status).toBe(400);
+    expect(outcomes.slice(before)).toEqual([
+      expect.objectContaining({
+        kind: 'failed',
+        route: 'upload-token',
+        uploadTokenId: refused.id,
+        code: 'upstream_failed',
+        containerDeleted: true,
+      }),
+    ]);
+    expect(inspectVideo(emulator, outcomes.at(-1)!.videoId!).deleted).toBe(true);
   });
 });

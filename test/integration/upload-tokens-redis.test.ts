@@ -2,7 +2,7 @@
  * Upload tokens in Redis, as several replicas share them: minted on one relay, spent on another,
  * uses counted atomically when replicas race, and nothing in Redis that works as a token.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import type { RunningEmulator } from '../../src/emulator/app';
@@ -146,4 +146,36 @@ test('Redis holds no usable token: keys and values carry only its hash and id, a
   // Kept a day past expiry, so a late client is told "expired" rather than "unknown".
   expect(pttl).toBeGreaterThan(24 * 3600_000);
   expect(pttl).toBeLessThanOrEqual(24 * 3600_000 + 120_000);
+});
+
+test('POST /upload?token=: chunk 1 on replica A, chunk 2 (no videoId, as the Node client sends) on B', async () => {
+  const [a, b] = [await replica(), await replica()];
+  const minted = await request(a.url)
+    .post('/v1/upload-tokens')
+    .set('Authorization', `Bearer ${ALICE}`)
+    .send({ title: 'chunks across replicas' });
+  const token = minted.body.token as string;
+  const data = randomBytes(5 * 1024 * 1024 + 77);
+  const first = await request(a.url)
+    .post(`/upload?token=${token}`)
+    .set('Content-Range', 'part 1/2')
+    .attach('holiday.mp4', data.subarray(0, 5 * 1024 * 1024), 'holiday.mp4');
+  expect(first.status).toBe(201);
+  const second = await request(b.url)
+    .post(`/upload?token=${token}`)
+    .set('Content-Range', 'part 2/2')
+    .attach('holiday.mp4', data.subarray(5 * 1024 * 1024), 'holiday.mp4');
+  expect(second.status).toBe(201);
+  expect(second.body.videoId).toBe(first.body.videoId);
+  expect(inspectVideo(emulator, first.body.videoId as string)).toMatchObject({
+    completed: true,
+    size: data.length,
+    sha256: createHash('sha256').update(data).digest('hex'),
+    input: { title: 'chunks across replicas' },
+  });
+  // The single use is spent: B refuses a new upload with it.
+  const again = await request(b.url)
+    .post(`/upload?token=${token}`)
+    .attach('file', Buffer.from('x'), 'x.mp4');
+  expect(again.body.code).toBe('upload_token_used_up');
 });

@@ -328,3 +328,40 @@ describe('uploading with a token over tus', () => {
     expect([again.status, again.body.code]).toEqual([401, 'upload_token_used_up']);
   });
 });
+
+describe('expiry on POST /upload?token=', () => {
+  test('an upload begun before expiry finishes after it; an expired token starts nothing', async () => {
+    const { token } = await mint({ ttl: 60 });
+    const other = await mint({ ttl: 60 });
+    const data = randomBytesOf(5 * MiB);
+    const first = await request(relay.url)
+      .post(`/upload?token=${token}`)
+      .set('Content-Range', 'part 1/2')
+      .attach('file', data, 'clip.mp4');
+    expect(first.status).toBe(201);
+    clock += 61_000;
+    try {
+      const last = await request(relay.url)
+        .post(`/upload?token=${token}`)
+        .set('Content-Range', 'part 2/2')
+        .field('videoId', first.body.videoId as string)
+        .attach('file', Buffer.from('end'), 'clip.mp4');
+      expect(last.status).toBe(201);
+      expect(inspectVideo(emulator, first.body.videoId as string)).toMatchObject({
+        completed: true,
+        sha256: sha256([data, Buffer.from('end')]),
+      });
+      const late = await request(relay.url)
+        .post(`/upload?token=${other.token}`)
+        .attach('file', Buffer.from('x'), 'clip.mp4');
+      expect(late.status).toBe(401);
+      expect(late.body).toMatchObject({
+        code: 'upload_token_expired',
+        type: expect.stringContaining('upload_token_expired'),
+        status: 401,
+      });
+    } finally {
+      clock = Date.now();
+    }
+  });
+});
