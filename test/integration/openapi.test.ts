@@ -208,3 +208,41 @@ test('upload tokens: minting, reading, revoking, and each problem', async () => 
   expect(refused.body.code).toBe('upload_token_revoked');
   conforms('/v1/videos', 'post', refused);
 });
+
+test('POST /upload?token=: the video, and problems in api.video’s shape', async () => {
+  const api = request(locked.url);
+  const auth = { Authorization: 'Bearer openapi-token-0123456789' };
+  const minted = await api.post('/v1/upload-tokens').set(auth).send({ maxUses: 2 });
+  const token = minted.body.token as string;
+  conforms(
+    '/upload',
+    'post',
+    await api.post(`/upload?token=${token}`).attach('clip.mp4', Buffer.alloc(100, 3), 'clip.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api
+      .post(`/upload?token=${token}`)
+      .set('Content-Range', 'part 3/2')
+      .attach('file', Buffer.alloc(1), 'a.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api.post('/upload?token=to_nope').attach('file', Buffer.alloc(1), 'a.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api
+      .post(`/upload?token=${token}`)
+      .field('videoId', 'viNotMine')
+      .attach('file', Buffer.alloc(1), 'a.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api.post(`/upload?token=${token}`).set('Content-Type', 'text/plain').send('x'),
+  );
+});
