@@ -1,4 +1,6 @@
 import type { Request, RequestHandler } from 'express';
+import { formatBytes } from '../config';
+import { RelayError } from '../errors';
 import type { Principal } from '../http/client-auth';
 import { uploadGrant } from './bind';
 import { looksLikeUploadToken } from './token';
@@ -31,6 +33,7 @@ export function uploadTokenAuth(
         bearer,
         use === 'continue' ? 'continue' : 'start',
       );
+      if (use !== 'continue') refuseDeclaredOverLimit(req, record.fields.maxFileSize);
       const grant = uploadGrant(tokens, hash, record);
       if (use === 'start-now') await grant.consume();
       res.locals.principal = {
@@ -56,5 +59,30 @@ export function withUploadTokens(
   return (req, res, next) =>
     void byToken(req, res, (err?: unknown) =>
       err ? next(err) : void authenticate(req, res, next),
+    );
+}
+
+/** Room for a form's framing and text fields when a multipart Content-Length is judged. */
+const FORM_OVERHEAD_ALLOWANCE = 1024 * 1024;
+
+/**
+ * The token's maxFileSize, where a request declares its size up front: tus `Upload-Length`, or a
+ * body's Content-Length. A body of unknown length is bounded by UPLOAD_MAX_FILE_SIZE only (the
+ * engine's limit is process-wide).
+ */
+function refuseDeclaredOverLimit(req: Request, maxFileSize: number | undefined): void {
+  if (!maxFileSize) return;
+  const tusLength = req.headers['upload-length'];
+  const length = req.headers['content-length'];
+  const multipart = (req.headers['content-type'] ?? '').toLowerCase().startsWith('multipart/');
+  const over =
+    (tusLength !== undefined && Number(tusLength) > maxFileSize) ||
+    (tusLength === undefined &&
+      length !== undefined &&
+      Number(length) > maxFileSize + (multipart ? FORM_OVERHEAD_ALLOWANCE : 0));
+  if (over)
+    throw new RelayError(
+      'file_too_large',
+      `The file is larger than this upload token allows (${formatBytes(maxFileSize)}).`,
     );
 }

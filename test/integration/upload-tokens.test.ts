@@ -365,3 +365,20 @@ describe('expiry on POST /upload?token=', () => {
     }
   });
 });
+
+test('a token’s maxFileSize refuses a declared size over it, on POST /v1/videos and on tus creation, without spending it', async () => {
+  const { token, id } = await mint({ maxFileSize: 1000, maxUses: 2 });
+  const raw = await uploadRaw(relay.url, 2000, { headers: bearer(token) });
+  expect([raw.status, raw.body.code]).toEqual([413, 'file_too_large']);
+  const tus = await request(relay.url)
+    .post('/v1/uploads')
+    .set(bearer(token))
+    .set('Tus-Resumable', '1.0.0')
+    .set('Upload-Length', '2000');
+  expect([tus.status, tus.body.code]).toEqual([413, 'file_too_large']);
+  const state = await request(relay.url)
+    .get(`/v1/upload-tokens/${id}`)
+    .set('Authorization', `Bearer ${ALICE}`);
+  expect(state.body).toMatchObject({ uses: 0 });
+  expect((await uploadRaw(relay.url, 1000, { headers: bearer(token) })).status).toBe(201);
+});
