@@ -1,4 +1,5 @@
 import type { UploadState } from '../upload/engine';
+import type { UploadTarget } from '../upload/video-fields';
 import type { ChunkProgress } from './chunk-range';
 import type { UploadTokenFields } from './fields';
 
@@ -44,6 +45,8 @@ export interface TokenUpload {
   /** The upload's id in outcomes and logs (the first chunk's request id). */
   uploadId: string;
   startedAt: number;
+  /** What the video was created from (for the upload's outcome, whatever later chunks are named). */
+  target: UploadTarget;
   /** What api.video has of it (the engine's state): container, acknowledged bytes and parts. */
   state: UploadState;
   progress: ChunkProgress;

@@ -173,6 +173,7 @@ async function wholeFile(c: Chunk): Promise<Video> {
       videoId: video.videoId,
       uploadId: identity.uploadId,
       startedAt: identity.startedAt,
+      target,
       state: { ...freshState(), videoId: video.videoId },
       progress: {},
       completed: true,
@@ -211,13 +212,14 @@ async function oneChunk(c: Chunk): Promise<Video> {
       videoId: '',
       uploadId: identity.uploadId,
       startedAt: identity.startedAt,
+      target,
       state: freshState(),
       progress: {},
       completed: false,
     };
   }
   const identity = identityOf(c, upload.uploadId, upload.startedAt);
-  const target = targetFor(grant, form.filename);
+  const { target } = upload;
   const state = upload.state;
   let received = 0;
   // What broke the body, if it broke: the upstream call then fails too, but this is the reason.

@@ -215,20 +215,34 @@ export class UploadEngine {
     signal: AbortSignal;
     logger: Logger;
   }): Promise<{ video: Video; bytes: number }> {
-    const { state, signal } = request;
+    const { state } = request;
     if (state.videoId === undefined) {
       const container = await openContainer(this.deps.client, request.target);
       state.videoId = container.videoId;
       state.createdContainer = container.created;
-      signal.throwIfAborted();
+      request.signal.throwIfAborted();
     }
+    // UPLOAD_IDLE_TIMEOUT_MS, as for every route: a client that stops mid-chunk frees its slot.
+    const internal = new AbortController();
+    const signal = AbortSignal.any([request.signal, internal.signal]);
+    const idleMs = this.settings.idleTimeoutMs;
+    const idle = new IdleTimer(idleMs, () =>
+      internal.abort(
+        new RelayError('upload_idle_timeout', `No data from the client for ${idleMs} ms.`),
+      ),
+    );
     let bytes = 0;
     const observer = this.observer;
     async function* counted(): AsyncGenerator<Buffer> {
-      for await (const chunk of request.file) {
-        bytes += chunk.length;
-        observer.received(chunk.length);
-        yield chunk;
+      const chunks = request.file[Symbol.asyncIterator]();
+      for (;;) {
+        idle.arm();
+        const next = await chunks.next();
+        idle.disarm();
+        if (next.done) return;
+        bytes += next.value.length;
+        observer.received(next.value.length);
+        yield next.value;
       }
     }
     const started = performance.now();
@@ -245,6 +259,8 @@ export class UploadEngine {
     } catch (err) {
       signal.throwIfAborted();
       throw toRelayError(err);
+    } finally {
+      idle.dispose();
     }
     const seconds = (performance.now() - started) / 1000;
     observer.partAcknowledged(bytes, seconds);

@@ -6,7 +6,7 @@
 import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import ApiVideoClient from '@api.video/nodejs-client';
 import request from 'supertest';
 import { request as undiciRequest } from 'undici';
@@ -302,5 +302,42 @@ describe('by hand', () => {
       }),
     ]);
     expect(inspectVideo(emulator, outcomes.at(-1)!.videoId!).deleted).toBe(true);
+  });
+
+  test('a client that stops mid-chunk is cut off after UPLOAD_IDLE_TIMEOUT_MS; its first chunk leaves nothing', async () => {
+    const idleRelay = await startTestRelay(emulator, {
+      env: { RELAY_API_TOKENS: BACKEND, UPLOAD_IDLE_TIMEOUT_MS: '300' },
+    });
+    const hold = new PassThrough();
+    try {
+      const minted = await request(idleRelay.url)
+        .post('/v1/upload-tokens')
+        .set('Authorization', `Bearer ${BACKEND}`)
+        .send({});
+      const size = 6 * MiB;
+      const form = multipartAround(hold, size, { filename: 'clip.mp4' });
+      const answer = undiciRequest(`${idleRelay.url}/upload?token=${minted.body.token}`, {
+        method: 'POST',
+        headers: {
+          'content-type': form.contentType,
+          'content-length': String(form.length),
+          'content-range': 'part 1/*',
+        },
+        body: form.body,
+      });
+      hold.write(randomBytesOf(MiB)); // then nothing more
+      const res = await answer;
+      const body = (await res.body.json()) as Record<string, unknown>;
+      expect([res.statusCode, body.code]).toEqual([408, 'upload_idle_timeout']);
+      const state = await request(idleRelay.url)
+        .get(`/v1/upload-tokens/${minted.body.id}`)
+        .set('Authorization', `Bearer ${BACKEND}`);
+      expect(state.body).toMatchObject({ uses: 0 });
+      const failed = idleRelay.logs().find((l) => l.event === 'upload_finished');
+      expect(failed).toMatchObject({ outcome: 'upload_idle_timeout', containerDeleted: true });
+    } finally {
+      hold.destroy();
+      await idleRelay.close();
+    }
   });
 });
