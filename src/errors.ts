@@ -51,6 +51,7 @@ export const ERROR_TABLE = {
   upload_token_revoked: { status: 401, title: 'The upload token was revoked' },
   upload_token_not_found: { status: 404, title: 'No such upload token' },
   upload_chunk_invalid: { status: 400, title: 'The chunk does not fit the upload' },
+  upload_token_video_mismatch: { status: 403, title: 'Not a video of this upload token' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

@@ -19,7 +19,7 @@ export function bindTokenFields(
   if (bound.videoId !== undefined) return { kind: 'existing', videoId: bound.videoId };
   if (target.kind === 'existing') {
     throw new RelayError(
-      'forbidden',
+      'upload_token_video_mismatch',
       'An upload token uploads into a new video (or the one it was minted for), not into a video the client names.',
     );
   }

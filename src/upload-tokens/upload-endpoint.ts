@@ -439,5 +439,8 @@ function tooLarge(limit: number): RelayError {
 }
 
 function notThisToken(): RelayError {
-  return new RelayError('forbidden', 'This upload token did not start an upload into that video.');
+  return new RelayError(
+    'upload_token_video_mismatch',
+    'This upload token did not start an upload into that video.',
+  );
 }

@@ -181,9 +181,9 @@ describe('by hand', () => {
     expect(before.status).toBe(403);
     expect(before.body).toMatchObject({
       status: 403,
-      code: 'forbidden',
-      type: `${PROBLEM_TYPE_BASE}forbidden`,
-      title: 'Not yours',
+      code: 'upload_token_video_mismatch',
+      type: `${PROBLEM_TYPE_BASE}upload_token_video_mismatch`,
+      title: 'Not a video of this upload token',
     });
     expect(before.headers['content-type']).toMatch(/^application\/problem\+json/);
     // After the file, the chunk is already on its way: it can only have gone to the token's own

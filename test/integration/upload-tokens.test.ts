@@ -288,7 +288,7 @@ describe('uploading with a token on POST /v1/videos', () => {
       headers: bearer(token),
       query: `videoId=${existing.videoId}`,
     });
-    expect([refused.status, refused.body.code]).toEqual([403, 'forbidden']);
+    expect([refused.status, refused.body.code]).toEqual([403, 'upload_token_video_mismatch']);
     expect(inspectVideo(emulator, existing.videoId).completed).toBe(false);
 
     const target = await relay.client.createVideo({ title: 'for the token' });

@@ -49,7 +49,7 @@ test('a token bound to a video sends the upload there, whatever the client named
 
 test('a token not bound to a video refuses a video the client names', () => {
   expect(() => bindTokenFields({ kind: 'existing', videoId: 'viOther' }, { fields: {} })).toThrow(
-    expect.objectContaining({ code: 'forbidden', status: 403 }),
+    expect.objectContaining({ code: 'upload_token_video_mismatch', status: 403 }),
   );
 });
 
