@@ -9,6 +9,7 @@ import type { Config } from './config';
 import { clientAuth, metricsAuth } from './http/client-auth';
 import { healthRoutes, type Readiness } from './http/health';
 import { problemHandler, routeNotFound } from './http/problem';
+import { queryLimit } from './http/query-limit';
 import { requestId } from './http/request-id';
 import { uploadRoute } from './http/upload-route';
 import { uploadSlots } from './http/upload-slots';
@@ -63,6 +64,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', config.http.trustProxy);
   app.use(requestLogger(logger));
   app.use(helmet());
+  app.use(queryLimit);
   if (config.http.corsOrigins.length > 0) app.use(corsFor(config.http.corsOrigins));
   app.get('/openapi.json', (_req, res) => void res.json(openapi));
   if (config.demoPage) {

@@ -37,6 +37,8 @@ export interface Config {
     jwksUrl: string | undefined;
     jwtIssuer: string | undefined;
     jwtAudience: string | undefined;
+    /** Refuse JWTs without `exp` (a token that never expires cannot be revoked by waiting). */
+    jwtRequireExp: boolean;
     allowAnonymous: boolean;
     metricsToken: string | undefined;
   };
@@ -59,6 +61,12 @@ export interface Config {
     redisUrl: string | undefined;
     /** Every Redis key the relay writes starts with this (several relays can share one Redis). */
     redisKeyPrefix: string;
+    /** A PEM CA to trust for a rediss:// REDIS_URL (a managed Redis with a private CA). */
+    redisCaFile: string | undefined;
+    /** Redis Sentinels that name the primary; REDIS_URL's host is then not used. Empty: none. */
+    redisSentinels: Array<{ host: string; port: number }>;
+    /** The primary's name as the Sentinels know it. */
+    redisSentinelName: string;
     sessionTtlMs: number;
     /** Unfinished resumable uploads one client may have at once. */
     maxSessionsPerClient: number;
@@ -116,8 +124,13 @@ type Env = Record<string, string | undefined>;
 
 /** Collects problems instead of throwing at the first one, so start-up reports them all. */
 class Reader {
-  readonly problems: string[] = [];
-  constructor(private readonly env: Env) {}
+  readonly problems: string[];
+  constructor(
+    private readonly env: Env,
+    earlier: readonly string[] = [],
+  ) {
+    this.problems = [...earlier];
+  }
 
   raw(name: string): string | undefined {
     const value = this.env[name]?.trim();
@@ -183,9 +196,10 @@ class Reader {
     return fallback;
   }
 
+  /** Comma-separated; newlines separate too, so a secret file may hold one token per line. */
   list(name: string): string[] {
     return (this.raw(name) ?? '')
-      .split(',')
+      .split(/[,\n]/)
       .map((s) => s.trim())
       .filter(Boolean);
   }
@@ -217,8 +231,11 @@ export function formatBytes(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-export function loadConfig(env: Env): Config {
-  const r = new Reader(env);
+/**
+ * `earlier`: problems found before (those of readSecretFiles), reported with the rest at once.
+ */
+export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
+  const r = new Reader(env, earlier);
   const nodeEnv = r.oneOf<NodeEnv>('NODE_ENV', 'development', [
     'development',
     'production',
@@ -245,9 +262,16 @@ export function loadConfig(env: Env): Config {
     jwksUrl: r.optionalUrl('RELAY_JWKS_URL'),
     jwtIssuer: r.raw('RELAY_JWT_ISSUER'),
     jwtAudience: r.raw('RELAY_JWT_AUDIENCE'),
+    jwtRequireExp: r.bool('RELAY_JWT_REQUIRE_EXP', true),
     allowAnonymous: r.bool('RELAY_ALLOW_ANONYMOUS', false),
     metricsToken: r.raw('METRICS_TOKEN'),
   };
+  if (auth.jwtSecret && auth.jwksUrl) {
+    // Two issuers would share one `jwt:` namespace of subjects: one must be chosen.
+    r.problems.push(
+      'RELAY_JWT_SECRET / RELAY_JWKS_URL: both are set; set one (HS256 tokens signed with the secret, or tokens verified with the JWKS)',
+    );
+  }
   if (nodeEnv === 'production' && !hasClientAuth(auth) && !auth.allowAnonymous) {
     r.problems.push(
       'RELAY_API_TOKENS / RELAY_JWT_SECRET / RELAY_JWKS_URL: none is set; in production set one, or RELAY_ALLOW_ANONYMOUS=true to accept uploads from anyone on purpose',
@@ -293,6 +317,9 @@ export function loadConfig(env: Env): Config {
     resumable: {
       redisUrl: redisUrl(r),
       redisKeyPrefix: redisKeyPrefix(r),
+      redisCaFile: redisCaFile(r),
+      redisSentinels: redisSentinels(r),
+      redisSentinelName: r.raw('REDIS_SENTINEL_NAME') ?? 'mymaster',
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
       maxSessionsPerClient: r.int('UPLOAD_MAX_SESSIONS_PER_CLIENT', 20, 1, 100_000),
       maxStoredBytes: r.size('UPLOAD_SESSION_STORE_MAX_BYTES', 1024 * MiB, 5 * MiB, 2 ** 50),
@@ -331,8 +358,83 @@ function redisKeyPrefix(r: Reader): string {
 function redisUrl(r: Reader): string | undefined {
   const text = r.raw('REDIS_URL');
   if (text !== undefined && !/^rediss?:\/\//.test(text)) {
-    r.problems.push(`REDIS_URL: expected a redis:// or rediss:// URL, got "${text}"`);
+    // The value is not echoed: it may carry a password.
+    r.problems.push('REDIS_URL: expected a redis:// or rediss:// URL');
     return undefined;
   }
   return text;
+}
+
+function redisCaFile(r: Reader): string | undefined {
+  const file = r.raw('REDIS_CA_FILE');
+  if (file !== undefined && !/^rediss:\/\//.test(r.raw('REDIS_URL') ?? '')) {
+    r.problems.push('REDIS_CA_FILE: only used with a rediss:// (TLS) REDIS_URL');
+  }
+  return file;
+}
+
+/** "host:port,host:port"; with them REDIS_URL still gives the password, database and TLS. */
+function redisSentinels(r: Reader): Array<{ host: string; port: number }> {
+  const entries = r.list('REDIS_SENTINELS');
+  const sentinels = entries.map((entry) =>
+    /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(entry),
+  );
+  if (sentinels.some((m) => !m || Number(m[2]) < 1 || Number(m[2]) > 65535)) {
+    r.problems.push('REDIS_SENTINELS: expected host:port pairs, comma-separated');
+    return [];
+  }
+  if (entries.length > 0 && r.raw('REDIS_URL') === undefined) {
+    r.problems.push(
+      'REDIS_SENTINELS: needs REDIS_URL too (its password, database and rediss:// apply to the primary the Sentinels name)',
+    );
+  }
+  return sentinels.map((m) => ({ host: m![1]!.replace(/^\[|\]$/g, ''), port: Number(m![2]) }));
+}
+
+/**
+ * Settings that may instead name a file holding the value, as `NAME_FILE` (Docker and Kubernetes
+ * secrets): the value never has to sit in the environment, where `ps e`, `docker inspect` and
+ * crash reports show it. REDIS_URL is here because a managed Redis puts its password in the URL.
+ */
+export const SECRET_SETTINGS = [
+  'APIVIDEO_API_KEY',
+  'RELAY_API_TOKENS',
+  'RELAY_JWT_SECRET',
+  'METRICS_TOKEN',
+  'RELAY_WEBHOOK_SECRET',
+  'REDIS_URL',
+] as const;
+
+/**
+ * Resolves every `NAME_FILE` of SECRET_SETTINGS into `NAME`, for loadConfig. main.ts passes the
+ * file reader (it is the one place that touches the file system); tests pass a fake. Problems
+ * name the setting and the path, never the content. Surrounding whitespace is dropped: `echo` and
+ * editors end files with a newline that is not part of the secret.
+ */
+export function readSecretFiles(
+  env: Env,
+  readFile: (path: string) => string,
+): { env: Env; problems: string[] } {
+  const resolved: Env = { ...env };
+  const problems: string[] = [];
+  for (const name of SECRET_SETTINGS) {
+    const path = env[`${name}_FILE`]?.trim();
+    if (!path) continue;
+    delete resolved[`${name}_FILE`];
+    if (env[name]?.trim()) {
+      problems.push(`${name} and ${name}_FILE are both set: set one of them`);
+      continue;
+    }
+    let content: string;
+    try {
+      content = readFile(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      problems.push(`${name}_FILE: cannot read "${path}" (${code})`);
+      continue;
+    }
+    if (content.trim() === '') problems.push(`${name}_FILE: "${path}" is empty`);
+    else resolved[name] = content.trim();
+  }
+  return { env: resolved, problems };
 }

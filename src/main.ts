@@ -8,13 +8,21 @@ import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
 import { createApp } from './app';
-import { ConfigError, formatBytes, hasClientAuth, loadConfig, type Config } from './config';
+import {
+  ConfigError,
+  formatBytes,
+  hasClientAuth,
+  loadConfig,
+  readSecretFiles,
+  type Config,
+} from './config';
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { Lifecycle } from './lifecycle';
 import { createLogger, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
+import { describeSessionStore, redisConnection } from './redis';
 import { RedisSessionStore } from './resumable/session-store';
 import { RedisLocker } from './resumable/upload-lock';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
@@ -28,7 +36,8 @@ function fail(message: string): never {
 
 function readConfig(): Config {
   try {
-    return loadConfig(process.env);
+    const { env, problems } = readSecretFiles(process.env, (path) => readFileSync(path, 'utf8'));
+    return loadConfig(env, problems);
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -67,22 +76,50 @@ function secretsOf(config: Config): Array<string | undefined> {
     config.auth.jwtSecret,
     config.auth.metricsToken,
     ...proxyPasswords,
+    redisPassword(config.resumable.redisUrl),
   ];
+}
+
+function redisPassword(url: string | undefined): string | undefined {
+  try {
+    return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** REDIS_CA_FILE's PEM, read here because main.ts is the one place that reads files. */
+function redisCa(config: Config): string | undefined {
+  const file = config.resumable.redisCaFile;
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    fail(
+      `Invalid configuration:\n  - REDIS_CA_FILE: cannot read "${file}" (${(err as NodeJS.ErrnoException).code})`,
+    );
+  }
 }
 
 /** Sessions and locks of resumable uploads: shared in Redis, or in this process only. */
 function resumableStorage(config: Config, logger: Logger) {
+  logger.info(`session store: ${describeSessionStore(config.resumable)}`);
   const url = config.resumable.redisUrl;
-  if (!url) {
-    logger.info('REDIS_URL is not set: resumable uploads live in this process only (one instance)');
-    return undefined;
-  }
-  // Fail fast while Redis is away (503 session_store_unavailable), rather than queue commands.
-  const redis = new Redis(url, {
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-  });
+  if (!url) return undefined;
+  const redis = new Redis(
+    url,
+    redisConnection(
+      url,
+      // Fail fast while Redis is away (503 session_store_unavailable), rather than queue commands.
+      {
+        ca: redisCa(config),
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+      },
+      config.resumable,
+    ),
+  );
   redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
   const prefix = config.resumable.redisKeyPrefix;
   return {

@@ -217,7 +217,11 @@ export class UploadEngine {
   }): Promise<{ video: Video; bytes: number }> {
     const { state } = request;
     if (state.videoId === undefined) {
-      const container = await openContainer(this.deps.client, request.target);
+      const container = await openContainer(
+        this.deps.client,
+        request.target,
+        request.identity.principal,
+      );
       state.videoId = container.videoId;
       state.createdContainer = container.created;
       request.signal.throwIfAborted();
@@ -551,7 +555,7 @@ class Transfer {
     const { state, target } = this.request;
     // Not the request's signal: a container being created is let finish even when the client
     // leaves, so that its id is known and it can be deleted (or kept, for a resumable upload).
-    this.creation = openContainer(this.client, target, {
+    this.creation = openContainer(this.client, target, this.request.identity.principal, {
       signal: AbortSignal.timeout(120_000),
       onRetry: this.onRetry,
     });

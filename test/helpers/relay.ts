@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import type { Server } from 'node:http';
-import { ApiVideoClient } from '../../src/apivideo/client';
+import { ApiVideoClient, type ApiVideoClientOptions } from '../../src/apivideo/client';
 import { createApp, type AppDeps } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import type { RunningEmulator } from '../../src/emulator/app';
@@ -32,6 +32,8 @@ export interface TestRelayOptions {
   resumable?: AppDeps['resumable'];
   outcomeSinks?: AppDeps['outcomeSinks'];
   uploadTokens?: AppDeps['uploadTokens'];
+  /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
+  client?: Partial<ApiVideoClientOptions>;
 }
 
 /**
@@ -65,6 +67,7 @@ export async function startTestRelay(
     authScheme: options.authScheme ?? config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
     retry: { baseDelayMs: 5, maxDelayMs: 100 },
+    ...options.client,
   });
   const lifecycle = new Lifecycle();
   const app = createApp({

@@ -75,7 +75,7 @@ describe('static tokens', () => {
 });
 
 describe('JWT', () => {
-  test('HS256 with issuer and audience: sub is the principal; bad tokens are 401', async () => {
+  test('HS256 with issuer and audience: jwt:<sub> is the principal; bad tokens are 401', async () => {
     const relay = await relayWith({
       RELAY_JWT_SECRET: JWT_SECRET,
       RELAY_JWT_ISSUER: 'https://idp.test',
@@ -94,7 +94,7 @@ describe('JWT', () => {
     expect(ok.status).toBe(201);
     expect(
       relay.logs().find((l) => l.event === 'upload_finished' && l.videoId === ok.body.videoId),
-    ).toMatchObject({ principal: 'user-42' });
+    ).toMatchObject({ principal: 'jwt:user-42' });
     for (const token of [
       await sign({ iss: 'https://evil.test' }),
       await sign({ aud: 'someone-else' }),

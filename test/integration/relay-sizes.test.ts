@@ -5,7 +5,8 @@
  */
 import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB } from '../helpers/data';
-import { inspectVideo, startTestEmulator } from '../helpers/emulator';
+import { inspectVideo, ownedBy, startTestEmulator } from '../helpers/emulator';
+import { ownerMark } from '../../src/upload/owner';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { uploadMultipart, uploadRaw } from '../helpers/upload';
 
@@ -103,13 +104,18 @@ test('metadata fields reach the container: title, description, public, tags, met
     description: 'At the sea',
     public: false,
     tags: ['sea', 'summer'],
-    metadata: [{ key: 'camera', value: 'x100' }],
+    // The owner mark rides along: GET /v1/videos/{id} serves the video to its uploader only.
+    metadata: [
+      { key: 'camera', value: 'x100' },
+      { key: 'relay-owner', value: ownerMark('anonymous:127.0.0.1') },
+    ],
   });
   const raw = await uploadRaw(relay.url, 1000, { query: 'filename=beach.mov&tags=a&tags=b' });
   expect(raw.status).toBe(201);
   expect(inspectVideo(emulator, raw.body.videoId as string).input).toEqual({
     title: 'beach',
     tags: ['a', 'b'],
+    metadata: [{ key: 'relay-owner', value: ownerMark('anonymous:127.0.0.1') }],
   });
   const untitled = await uploadMultipart(relay.url, 1000, { filename: 'my.clip.mp4' });
   expect(inspectVideo(emulator, untitled.body.videoId as string).input.title).toBe('my.clip');
@@ -117,7 +123,7 @@ test('metadata fields reach the container: title, description, public, tags, met
 
 test('an upload into a container the client names uses it, and never creates one', async () => {
   const relay = relays.get(5 * MiB)!;
-  const existing = emulator.videos.create({ title: 'made elsewhere' });
+  const existing = emulator.videos.create(ownedBy('anonymous:127.0.0.1', { title: 'mine' }));
   const before = emulator.videos.all().length;
   const multipart = await uploadMultipart(relay.url, 6 * MiB, {
     fields: [['videoId', existing.videoId]],
@@ -128,7 +134,7 @@ test('an upload into a container the client names uses it, and never creates one
     completed: true,
     sha256: multipart.sha256,
   });
-  const other = emulator.videos.create({ title: 'raw target' });
+  const other = emulator.videos.create(ownedBy('anonymous:127.0.0.1', { title: 'raw target' }));
   const raw = await uploadRaw(relay.url, 2000, { query: `videoId=${other.videoId}` });
   expect(raw.status).toBe(201);
   expect(inspectVideo(emulator, other.videoId)).toMatchObject({
