@@ -2,6 +2,8 @@
  * All settings, validated at once. `loadConfig` is pure: it reads only the object it is given,
  * so tests build any configuration without touching process.env.
  */
+import { WEBHOOK_EVENT_TYPES, isWebhookEventType, type WebhookEventType } from './webhooks/events';
+
 export type AuthScheme = 'basic' | 'bearer';
 export type NodeEnv = 'development' | 'production' | 'test';
 
@@ -79,6 +81,15 @@ export interface Config {
     noProxy: string | undefined;
     /** A CA (PEM file) trusted for the upstream only, on top of the usual ones. */
     caFile: string | undefined;
+  };
+  webhooks: {
+    /** Empty when webhooks are off. */
+    urls: string[];
+    /** `whsec_` + base64, as Standard Webhooks has it; required when `urls` is not empty. */
+    secret: string | undefined;
+    /** Which upload events are sent (`webhook.test` always is). */
+    events: WebhookEventType[];
+    timeoutMs: number;
   };
 }
 
@@ -330,6 +341,7 @@ export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
       noProxy: r.either('NO_PROXY'),
       caFile: r.raw('APIVIDEO_CA_FILE'),
     },
+    webhooks: webhookSettings(r),
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
@@ -437,4 +449,56 @@ export function readSecretFiles(
     else resolved[name] = content.trim();
   }
   return { env: resolved, problems };
+}
+
+const MAX_WEBHOOK_URLS = 10;
+
+function webhookSettings(r: Reader): Config['webhooks'] {
+  const urls = r.list('RELAY_WEBHOOK_URL');
+  if (urls.length > MAX_WEBHOOK_URLS)
+    r.problems.push(`RELAY_WEBHOOK_URL: at most ${MAX_WEBHOOK_URLS} URLs, got ${urls.length}`);
+  for (const [index, text] of urls.entries()) {
+    let ok = false;
+    try {
+      const url = new URL(text);
+      ok = url.protocol === 'http:' || url.protocol === 'https:';
+    } catch {
+      // reported below
+    }
+    // The URL is not echoed: it may carry a credential.
+    if (!ok) r.problems.push(`RELAY_WEBHOOK_URL: URL number ${index + 1} is not an http(s) URL`);
+  }
+  const secret = r.raw('RELAY_WEBHOOK_SECRET');
+  if (secret !== undefined && !isWebhookSecret(secret)) {
+    r.problems.push(
+      'RELAY_WEBHOOK_SECRET: expected whsec_ followed by 24 to 64 random bytes in base64 (e.g. `echo whsec_$(openssl rand -base64 32)`)',
+    );
+  }
+  if (urls.length > 0 && secret === undefined)
+    r.problems.push('RELAY_WEBHOOK_SECRET: required when RELAY_WEBHOOK_URL is set');
+  const listed = r.list('RELAY_WEBHOOK_EVENTS');
+  const unknown = listed.filter((name) => !isWebhookEventType(name));
+  if (unknown.length > 0) {
+    r.problems.push(
+      `RELAY_WEBHOOK_EVENTS: unknown event ${unknown.map((n) => `"${n.slice(0, 40)}"`).join(', ')}; known: ${WEBHOOK_EVENT_TYPES.join(', ')}`,
+    );
+  }
+  const events =
+    listed.length > 0
+      ? [...new Set(listed.filter(isWebhookEventType))]
+      : WEBHOOK_EVENT_TYPES.filter((type) => type !== 'webhook.test');
+  return {
+    urls,
+    secret,
+    events,
+    timeoutMs: r.int('RELAY_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+  };
+}
+
+/** Standard Webhooks' secret form: `whsec_` and base64 of 24 to 64 bytes. */
+export function isWebhookSecret(text: string): boolean {
+  const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(text);
+  if (!match || match[1]!.length % 4 !== 0) return false;
+  const bytes = Buffer.from(match[1]!, 'base64').length;
+  return bytes >= 24 && bytes <= 64;
 }

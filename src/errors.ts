@@ -48,6 +48,8 @@ export const ERROR_TABLE = {
   upstream_proxy_error: { status: 502, title: 'The outbound proxy refused the connection' },
   upstream_timeout: { status: 504, title: 'api.video did not answer in time' },
   internal_error: { status: 500, title: 'Internal error' },
+  webhooks_not_configured: { status: 409, title: 'No webhook is configured' },
+  too_many_webhook_tests: { status: 429, title: 'Too many webhook test events' },
   upload_token_unknown: { status: 401, title: 'Unknown upload token' },
   upload_token_expired: { status: 401, title: 'The upload token has expired' },
   upload_token_used_up: { status: 401, title: 'The upload token has no uses left' },
@@ -84,7 +86,7 @@ export function isRelayError(err: unknown): err is RelayError {
   return err instanceof RelayError;
 }
 
-/** The RFC 9457 body. `type` points at the code's row in docs/errors.md. */
+/** The RFC 9457 body. `type` points at the code's row in the catalogue the relay serves. */
 export interface Problem {
   type: string;
   title: string;
@@ -94,8 +96,11 @@ export interface Problem {
   requestId: string;
 }
 
-export const PROBLEM_TYPE_BASE =
-  'https://github.com/apivideo-upload-relay/apivideo-upload-relay/blob/main/docs/errors.md#';
+/**
+ * Relative (RFC 9457 allows a URI reference): it resolves against the relay that answered, which
+ * serves docs/errors.md at GET /docs/errors, so the link works wherever the relay is deployed.
+ */
+export const PROBLEM_TYPE_BASE = '/docs/errors#';
 
 export function toProblem(err: RelayError, requestId: string): Problem {
   return {

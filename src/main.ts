@@ -2,8 +2,11 @@
  * Start-up: the one place that reads the environment and handles signals. Everything it builds is
  * passed down explicitly.
  */
+// First: on a Node.js too old for the rest, say so plainly.
+import './node-version';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
@@ -19,12 +22,15 @@ import {
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { Lifecycle } from './lifecycle';
-import { createLogger, type Logger } from './logger';
+import { DotEnvError, dotEnvAdditions } from './dotenv';
+import { createLogger, prettyLogsWanted, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
 import { describeSessionStore, redisConnection } from './redis';
 import { RedisSessionStore } from './resumable/session-store';
 import { RedisLocker } from './resumable/upload-lock';
+import { RelayMetrics } from './metrics';
+import { createWebhooks } from './webhooks';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
 import { RedisUploadTokenStore } from './upload-tokens/redis-store';
 import { UploadTokens } from './upload-tokens/tokens';
@@ -34,7 +40,26 @@ function fail(message: string): never {
   process.exit(1);
 }
 
+/** `.env` in the working directory, when there is one; real environment variables win. */
+function loadDotEnv(): void {
+  const path = resolve('.env');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    fail(`Cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  try {
+    Object.assign(process.env, dotEnvAdditions(text, process.env, path));
+  } catch (err) {
+    if (err instanceof DotEnvError) fail(err.message);
+    throw err;
+  }
+}
+
 function readConfig(): Config {
+  loadDotEnv();
   try {
     const { env, problems } = readSecretFiles(process.env, (path) => readFileSync(path, 'utf8'));
     return loadConfig(env, problems);
@@ -63,7 +88,8 @@ function extraCa(config: Config): string[] | undefined {
 
 /** Every configured credential, so the logger can scrub it wherever it turns up. */
 function secretsOf(config: Config): Array<string | undefined> {
-  const proxyPasswords = [config.network.httpProxy, config.network.httpsProxy].map((url) => {
+  const urls = [config.network.httpProxy, config.network.httpsProxy, ...config.webhooks.urls];
+  const proxyPasswords = urls.map((url) => {
     try {
       return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
     } catch {
@@ -75,6 +101,7 @@ function secretsOf(config: Config): Array<string | undefined> {
     ...config.auth.apiTokens,
     config.auth.jwtSecret,
     config.auth.metricsToken,
+    config.webhooks.secret,
     ...proxyPasswords,
     redisPassword(config.resumable.redisUrl),
   ];
@@ -129,6 +156,37 @@ function resumableStorage(config: Config, logger: Logger) {
   };
 }
 
+/** Webhooks, when RELAY_WEBHOOK_URL is set: the outbox in Redis with REDIS_URL, else in memory. */
+function webhookDelivery(
+  config: Config,
+  logger: Logger,
+  dispatcher: ReturnType<typeof upstreamDispatcher>,
+  metrics: RelayMetrics,
+) {
+  if (config.webhooks.urls.length === 0) return undefined;
+  const url = config.resumable.redisUrl;
+  // A connection of its own, so claims never queue behind upload traffic. While Redis is away a
+  // write fails within 2 s rather than holding the client's answer, and the event is held in
+  // memory until Redis is back (src/webhooks/outbox.ts, HoldingOutbox).
+  const redis = url
+    ? new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true })
+    : undefined;
+  redis?.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
+  if (!redis)
+    logger.warn(
+      'REDIS_URL is not set: webhook events wait in this process memory, and those not yet delivered are lost if it stops',
+    );
+  return createWebhooks({
+    settings: config.webhooks,
+    logger,
+    redis,
+    prefix: `${config.resumable.redisKeyPrefix}webhooks:`,
+    ownsRedis: true,
+    dispatcher,
+    registry: metrics.registry,
+  });
+}
+
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
 async function upstream(
   config: Config,
@@ -147,19 +205,28 @@ async function upstream(
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  const logger = createLogger({
+    level: config.logLevel,
+    secrets: secretsOf(config),
+    pretty: prettyLogsWanted(process.stdout.isTTY, config.nodeEnv),
+  });
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
+  // One dispatcher for api.video and webhooks alike: the same proxy and CA settings.
+  const dispatcher = upstreamDispatcher({ ...config.network, extraCa: extraCa(config) });
   const apivideo = new ApiVideoClient({
     apiKey,
     baseUrl,
     authScheme: config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
-    dispatcher: upstreamDispatcher({ ...config.network, extraCa: extraCa(config) }),
+    dispatcher,
   });
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
   const lifecycle = new Lifecycle();
   const resumable = resumableStorage(config, logger);
+  const metrics = new RelayMetrics();
+  const webhooks = webhookDelivery(config, logger, dispatcher, metrics);
+  webhooks?.worker.start();
   // Upload tokens share the resumable uploads' Redis, so any replica accepts a token any minted.
   const uploadTokens = new UploadTokens(resumable?.uploadTokens ?? new MemoryUploadTokenStore());
   const app = createApp({
@@ -169,6 +236,9 @@ async function main(): Promise<void> {
     readiness: keyCheck,
     lifecycle,
     resumable,
+    metrics,
+    outcomeSinks: webhooks ? [webhooks.sink] : [],
+    webhooks: webhooks?.sink,
     uploadTokens,
   });
   const sweeper = setInterval(
@@ -201,6 +271,7 @@ async function main(): Promise<void> {
     );
 
   const shutdown = async (signal: string) => {
+    const drainStarted = Date.now();
     logger.info(
       { signal, uploadsInProgress: lifecycle.inProgress, graceMs: config.shutdownGraceMs },
       'draining: new uploads are refused, uploads in progress may finish',
@@ -215,6 +286,13 @@ async function main(): Promise<void> {
         ),
     );
     logger.info({ outcome }, 'drained; closing');
+    if (webhooks) {
+      // Events of the uploads that just finished go out if they can; the rest wait in the outbox.
+      const graceMs = Math.max(1000, config.shutdownGraceMs - (Date.now() - drainStarted));
+      const flushed = await webhooks.worker.flush(graceMs);
+      logger.info({ ...flushed, graceMs }, 'webhooks flushed');
+      await webhooks.store.close();
+    }
     keyCheck.stop();
     clearInterval(sweeper);
     server.close();

@@ -34,6 +34,8 @@ export interface TestRelayOptions {
   uploadTokens?: AppDeps['uploadTokens'];
   /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
   client?: Partial<ApiVideoClientOptions>;
+  /** More of the app's parts (webhooks, outcome sinks, metrics). */
+  deps?: Partial<AppDeps>;
 }
 
 /**
@@ -79,6 +81,7 @@ export async function startTestRelay(
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },
     resumable: options.resumable,
+    ...options.deps,
   });
   const server = createHttpServer(app, config);
   const url = await listen(server, 0, '127.0.0.1');

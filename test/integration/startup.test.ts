@@ -5,9 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
+import { basicAuth } from '../helpers/auth';
 import { tempFile, type TempFile, MiB } from '../helpers/data';
 import { TEST_API_KEY, inspectVideo, startTestEmulator } from '../helpers/emulator';
-import { runToExit, startRelayProcess } from '../helpers/process';
+import { freePort } from '../helpers/ports';
+import { requirePrograms } from '../helpers/prerequisites';
+import { ROOT, runToExit, startRelayProcess } from '../helpers/process';
 import { uploadRaw } from '../helpers/upload';
 
 const exec = promisify(execFile);
@@ -38,6 +41,7 @@ describe('no key outside production', () => {
   afterAll(() => file.remove());
 
   test('starts the built-in emulator, says so in one line, and curl uploads through it byte-exact', async () => {
+    requirePrograms('curl');
     const relay = await startRelayProcess({ UPLOAD_PART_SIZE: '5MiB' });
     try {
       const lines = relay
@@ -78,8 +82,8 @@ describe('no key outside production', () => {
 test('npm run emulator: the emulator alone, port from EMULATOR_PORT, key from EMULATOR_API_KEY', async () => {
   const { spawn } = await import('node:child_process');
   const { join } = await import('node:path');
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [join(__dirname, '../../dist/emulator/main.js')], {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'dist/emulator/main.js')], {
     env: {
       PATH: process.env.PATH!,
       EMULATOR_PORT: String(port),
@@ -89,9 +93,7 @@ test('npm run emulator: the emulator alone, port from EMULATOR_PORT, key from EM
   });
   try {
     await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-    const auth = (key: string) => ({
-      authorization: 'Basic ' + Buffer.from(`${key}:`).toString('base64'),
-    });
+    const auth = (key: string) => ({ authorization: basicAuth(key) });
     const good = await request(`http://127.0.0.1:${port}/videos`, {
       headers: auth('standalone-key'),
     });
@@ -101,8 +103,11 @@ test('npm run emulator: the emulator alone, port from EMULATOR_PORT, key from EM
     expect(bad.statusCode).toBe(401);
     await bad.body.dump();
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((resolve) => child.once('exit', resolve));
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
   }
 });
 
