@@ -51,12 +51,14 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
       startedAt: Date.now(),
     };
     let intake: Intake | undefined;
+    let handed = false;
     try {
       intake = await abortable(
         openIntake(req, res, deps, engine.settings.maxFileSize),
         guard.signal,
       );
       intake.target = await applyUploadToken(res, intake.target);
+      handed = true;
       const video = await engine.relay({
         identity,
         target: intake.target,
@@ -72,7 +74,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         .json(video);
     } catch (err) {
       intake?.stop();
-      if (intake === undefined) {
+      if (!handed) {
         // Refused before the engine had it: still the upload's one outcome.
         await engine.fail({
           identity,

@@ -285,13 +285,22 @@ describe('uploading with a token on POST /v1/videos', () => {
   });
 
   test('a token cannot push into a video the client names; a token bound to a video uploads there', async () => {
-    const { token } = await mint();
+    const minted = await mint();
+    const { token } = minted;
     const existing = await relay.client.createVideo({ title: 'someone else’s' });
     const refused = await uploadRaw(relay.url, 10, {
       headers: bearer(token),
       query: `videoId=${existing.videoId}`,
     });
     expect([refused.status, refused.body.code]).toEqual([403, 'upload_token_video_mismatch']);
+    // Refused once its fields were read: still that upload's one outcome, naming the token.
+    expect(relay.logs()).toContainEqual(
+      expect.objectContaining({
+        event: 'upload_finished',
+        outcome: 'upload_token_video_mismatch',
+        uploadTokenId: minted.id,
+      }),
+    );
     expect(inspectVideo(emulator, existing.videoId).completed).toBe(false);
 
     const target = await relay.client.createVideo({ title: 'for the token' });
