@@ -31,6 +31,9 @@ import { RedisSessionStore } from './resumable/session-store';
 import { RedisLocker } from './resumable/upload-lock';
 import { RelayMetrics } from './metrics';
 import { createWebhooks } from './webhooks';
+import { MemoryUploadTokenStore } from './upload-tokens/store';
+import { RedisUploadTokenStore } from './upload-tokens/redis-store';
+import { UploadTokens } from './upload-tokens/tokens';
 
 function fail(message: string): never {
   console.error(message);
@@ -149,6 +152,7 @@ function resumableStorage(config: Config, logger: Logger) {
   return {
     sessions: new RedisSessionStore(redis, prefix),
     locker: new RedisLocker(redis, prefix),
+    uploadTokens: new RedisUploadTokenStore(redis, `${prefix}upload-token:`),
   };
 }
 
@@ -223,6 +227,8 @@ async function main(): Promise<void> {
   const metrics = new RelayMetrics();
   const webhooks = webhookDelivery(config, logger, dispatcher, metrics);
   webhooks?.worker.start();
+  // Upload tokens share the resumable uploads' Redis, so any replica accepts a token any minted.
+  const uploadTokens = new UploadTokens(resumable?.uploadTokens ?? new MemoryUploadTokenStore());
   const app = createApp({
     config,
     logger,
@@ -233,6 +239,7 @@ async function main(): Promise<void> {
     metrics,
     outcomeSinks: webhooks ? [webhooks.sink] : [],
     webhooks: webhooks?.sink,
+    uploadTokens,
   });
   const sweeper = setInterval(
     () => {

@@ -11,6 +11,7 @@ import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload
 import { principalOf } from './client-auth';
 import { continueIfExpected } from './linger';
 import { guardUploadRequest } from './upload-request';
+import { applyUploadToken, uploadTokenOf } from '../upload-tokens/bind';
 
 export interface UploadRouteDeps {
   engine: UploadEngine;
@@ -46,14 +47,18 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
       uploadId: String(req.id),
       route: 'videos' as const,
       principal,
+      uploadTokenId: uploadTokenOf(res)?.id,
       startedAt: Date.now(),
     };
     let intake: Intake | undefined;
+    let handed = false;
     try {
       intake = await abortable(
         openIntake(req, res, deps, engine.settings.maxFileSize),
         guard.signal,
       );
+      intake.target = await applyUploadToken(res, intake.target);
+      handed = true;
       const video = await engine.relay({
         identity,
         target: intake.target,
@@ -69,7 +74,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         .json(video);
     } catch (err) {
       intake?.stop();
-      if (intake === undefined) {
+      if (!handed) {
         // Refused before the engine had it: still the upload's one outcome.
         await engine.fail({
           identity,

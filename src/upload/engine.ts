@@ -194,6 +194,91 @@ export class UploadEngine {
   }
 
   /**
+   * One part the client cut itself (api.video's own chunked protocol, `POST /upload?token=`): the
+   * request's bytes are sent as exactly that part, streamed straight through and read once, so
+   * nothing is held but what is in flight and nothing is retried here (the client retries the
+   * chunk, as api.video's uploaders do). Opens the container on the upload's first part, letting a
+   * create finish even if the client left so fail() can delete it. Completes the upload (its one
+   * outcome) when the last part is acknowledged. A failed part is not a failed upload: the
+   * adapter calls fail() when it gives the upload up. Throws what went wrong.
+   */
+  async sendPart(request: {
+    identity: UploadIdentity;
+    target: UploadTarget;
+    /** Updated in place: the container, and the acknowledged bytes and parts. */
+    state: UploadState;
+    part: number;
+    isLast: boolean;
+    file: AsyncIterable<Buffer>;
+    /** The part's length when the client declared it (Content-Length upstream); else chunked. */
+    length?: number;
+    signal: AbortSignal;
+    logger: Logger;
+  }): Promise<{ video: Video; bytes: number }> {
+    const { state } = request;
+    if (state.videoId === undefined) {
+      const container = await openContainer(
+        this.deps.client,
+        request.target,
+        request.identity.principal,
+      );
+      state.videoId = container.videoId;
+      state.createdContainer = container.created;
+      request.signal.throwIfAborted();
+    }
+    // UPLOAD_IDLE_TIMEOUT_MS, as for every route: a client that stops mid-chunk frees its slot.
+    const internal = new AbortController();
+    const signal = AbortSignal.any([request.signal, internal.signal]);
+    const idleMs = this.settings.idleTimeoutMs;
+    const idle = new IdleTimer(idleMs, () =>
+      internal.abort(
+        new RelayError('upload_idle_timeout', `No data from the client for ${idleMs} ms.`),
+      ),
+    );
+    let bytes = 0;
+    const observer = this.observer;
+    async function* counted(): AsyncGenerator<Buffer> {
+      const chunks = request.file[Symbol.asyncIterator]();
+      for (;;) {
+        idle.arm();
+        const next = await chunks.next();
+        idle.disarm();
+        if (next.done) return;
+        bytes += next.value.length;
+        observer.received(next.value.length);
+        yield next.value;
+      }
+    }
+    const started = performance.now();
+    let video: Video;
+    try {
+      video = await this.deps.client.uploadPartStream(
+        state.videoId,
+        request.part,
+        request.isLast,
+        counted(),
+        request.length,
+        { signal },
+      );
+    } catch (err) {
+      signal.throwIfAborted();
+      throw toRelayError(err);
+    } finally {
+      idle.dispose();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    observer.partAcknowledged(bytes, seconds);
+    state.ackedBytes += bytes;
+    state.nextPart = Math.max(state.nextPart, request.part + 1);
+    request.logger.debug(
+      { videoId: state.videoId, part: request.part, bytes, isLast: request.isLast, seconds },
+      'part acknowledged',
+    );
+    if (request.isLast) await this.emit(this.completed(request, video));
+    return { video, bytes };
+  }
+
+  /**
    * Moves one request's bytes. Never throws for what a client or api.video did: it answers how the
    * request ended, with the bytes the adapter must keep for a resumable upload.
    */
@@ -250,7 +335,10 @@ export class UploadEngine {
     return { containerDeleted };
   }
 
-  private completed(request: TransferRequest, video: Video): UploadCompleted {
+  private completed(
+    request: Pick<TransferRequest, 'identity' | 'target' | 'state'>,
+    video: Video,
+  ): UploadCompleted {
     const { state } = request;
     return {
       ...this.outcomeBase(request.identity, request.target, state, state.ackedBytes),
