@@ -67,6 +67,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         classifyStreamError: intake.classifyStreamError,
         signal: guard.signal,
         logger: log,
+        maxFileSize: uploadTokenOf(res)?.record.fields.maxFileSize,
       });
       res
         .status(201)

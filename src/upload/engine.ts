@@ -90,6 +90,8 @@ export interface TransferRequest {
    */
   end: { kind: 'body' } | { kind: 'length'; length: number | undefined };
   carried?: CarriedBytes;
+  /** A limit below the engine's own for this upload (an upload token's maxFileSize). */
+  maxFileSize?: number;
   /** Settles once the whole request body is parsed; the last part waits for it. */
   bodyComplete?: Promise<void>;
   /** Names a stream error that is the client's fault (a truncated form, say). */
@@ -153,6 +155,8 @@ export interface OneRequestUpload {
   logger: Logger;
   bodyComplete?: Promise<void>;
   classifyStreamError?: (err: unknown) => RelayError | undefined;
+  /** A limit below the engine's own for this upload (an upload token's maxFileSize). */
+  maxFileSize?: number;
 }
 
 /**
@@ -483,7 +487,7 @@ class Transfer {
         `The body goes past Upload-Length (${length} bytes).`,
       );
     }
-    const { maxFileSize } = this.settings;
+    const maxFileSize = effectiveMax(this.settings.maxFileSize, this.request.maxFileSize);
     if (maxFileSize > 0 && this.position + chunk.length > maxFileSize) {
       throw new RelayError(
         'file_too_large',
@@ -680,6 +684,12 @@ class Transfer {
     this.idle.dispose();
     this.signal.removeEventListener('abort', this.stopReading);
   }
+}
+
+/** The smaller of two limits, where 0 or undefined means none. */
+function effectiveMax(engine: number, upload: number | undefined): number {
+  if (!upload) return engine;
+  return engine > 0 ? Math.min(engine, upload) : upload;
 }
 
 function truncate(chunks: Buffer[], bytes: number): Buffer[] {

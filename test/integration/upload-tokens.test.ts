@@ -341,6 +341,79 @@ describe('uploading with a token over tus', () => {
   });
 });
 
+describe('upload tokens on tus: binding, scope and size', () => {
+  test('the token’s title and metadata win over Upload-Metadata; the outcome names the token', async () => {
+    const { token, id } = await mint({ title: 'Bound title', metadata: { userId: '42' } });
+    const data = randomBytesOf(1000);
+    const result = await tusUpload(`${relay.url}/v1/uploads`, data, {
+      headers: bearer(token),
+      metadata: { filename: 'x.mp4', title: 'client title', metadata: '{"userId":"evil"}' },
+      retryDelays: [],
+    });
+    const input = inspectVideo(emulator, result.videoId!).input;
+    expect(input.title).toBe('Bound title');
+    expect(input.metadata).toEqual(
+      expect.arrayContaining([{ key: 'userId', value: '42' }]) as unknown,
+    );
+    expect(JSON.stringify(input.metadata)).not.toContain('evil');
+    const line = relay
+      .logs()
+      .find((l) => l.event === 'upload_finished' && l.videoId === result.videoId);
+    expect(line).toMatchObject({ route: 'resumable', uploadTokenId: id });
+  });
+
+  test('another token of the same minter does not reach the upload a token started', async () => {
+    const first = await mint();
+    const second = await mint();
+    const created = await request(relay.url)
+      .post('/v1/uploads')
+      .set(bearer(first.token))
+      .set('Tus-Resumable', '1.0.0')
+      .set('Upload-Length', '10');
+    expect(created.status).toBe(201);
+    const other = await request(relay.url)
+      .head(created.headers.location!)
+      .set(bearer(second.token))
+      .set('Tus-Resumable', '1.0.0');
+    expect(other.status).toBe(404);
+    const own = await request(relay.url)
+      .head(created.headers.location!)
+      .set(bearer(first.token))
+      .set('Tus-Resumable', '1.0.0');
+    expect(own.status).toBe(200);
+  });
+
+  test('maxFileSize holds for bytes of undeclared length too (a deferred tus length, a chunked body)', async () => {
+    const deferred = await mint({ maxFileSize: 1000 });
+    const created = await request(relay.url)
+      .post('/v1/uploads')
+      .set(bearer(deferred.token))
+      .set('Tus-Resumable', '1.0.0')
+      .set('Upload-Defer-Length', '1');
+    expect(created.status).toBe(201);
+    const over = await request(relay.url)
+      .patch(created.headers.location!)
+      .set(bearer(deferred.token))
+      .set('Tus-Resumable', '1.0.0')
+      .set('Upload-Offset', '0')
+      .set('Content-Type', 'application/offset+octet-stream')
+      .send(randomBytesOf(2000));
+    expect([over.status, over.body.code]).toEqual([413, 'file_too_large']);
+    const chunked = await mint({ maxFileSize: 1000 });
+    const { request: undici } = await import('undici');
+    const res = await undici(`${relay.url}/v1/videos?title=x`, {
+      method: 'POST',
+      headers: { ...bearer(chunked.token), 'content-type': 'video/mp4' },
+      body: (async function* () {
+        yield randomBytesOf(600);
+        yield randomBytesOf(600);
+      })(),
+    });
+    expect(res.statusCode).toBe(413);
+    expect(((await res.body.json()) as { code: string }).code).toBe('file_too_large');
+  });
+});
+
 describe('expiry on POST /upload?token=', () => {
   test('an upload begun before expiry finishes after it; an expired token starts nothing', async () => {
     const { token } = await mint({ ttl: 60 });
