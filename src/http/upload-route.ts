@@ -12,6 +12,7 @@ import { principalOf } from './client-auth';
 import { continueIfExpected } from './linger';
 import { guardUploadRequest } from './upload-request';
 import { applyUploadToken, uploadTokenOf } from '../upload-tokens/bind';
+import { idOf } from './request-id';
 
 export interface UploadRouteDeps {
   engine: UploadEngine;
@@ -44,7 +45,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
     const guard = guardUploadRequest(res, deps);
     metrics.uploadsStarted.inc({ route: 'videos' });
     const identity = {
-      uploadId: String(req.id),
+      uploadId: idOf(req),
       route: 'videos' as const,
       principal,
       uploadTokenId: uploadTokenOf(res)?.id,
@@ -118,13 +119,13 @@ async function openIntake(
           'malformed_multipart',
           `The multipart body is malformed: ${(err as Error).message}.`,
         ),
-      stop: form.stop,
+      stop: () => form.stop(),
     };
   }
   if (type.startsWith('video/') || type.startsWith('application/octet-stream')) {
     if (max > 0 && declared !== undefined && declared > max) throw tooLarge(max);
     if (declared === 0) throw new RelayError('empty_file', 'The file has no bytes.');
-    const fields = fieldValuesFromQuery(req.query as Record<string, unknown>);
+    const fields = fieldValuesFromQuery(req.query);
     const filename = fields.get('filename')?.[0];
     const target = uploadTarget(fields, filename);
     continueIfExpected(req, res);

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ApiVideoHttpError } from '../apivideo/errors';
 import { PROBLEM_TYPE_BASE, RelayError, isRelayError, type ErrorCode } from '../errors';
 import { lingerOnUnreadBody } from '../http/linger';
+import { idOf } from '../http/request-id';
 
 /**
  * api.video's problem shape (`type`, `title`, `status`, `name`), which its uploaders parse,
@@ -77,6 +78,6 @@ export function apiVideoProblemHandler(logger: Logger): ErrorRequestHandler {
       logger.error({ err, requestId: req.id }, 'unexpected error');
     if (res.headersSent) return void res.destroy();
     lingerOnUnreadBody(req, res);
-    sendApiVideoProblem(res, relayError, String(req.id));
+    sendApiVideoProblem(res, relayError, idOf(req));
   };
 }

@@ -106,7 +106,7 @@ export class MemoryUploadTokenStore implements UploadTokenStore {
     if (!record) return { state: 'unknown' };
     const state = stateOf(record, now);
     if (state === 'active') record.uses += 1;
-    return { state, record: structuredClone(record) } as ConsumeResult;
+    return { state, record: structuredClone(record) };
   }
 
   async revoke(hash: string): Promise<void> {

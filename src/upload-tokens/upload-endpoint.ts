@@ -23,6 +23,7 @@ import { RangeProblem, parseChunkRange, planPart, type ChunkRange } from './chun
 import { receiveChunk, type ChunkForm } from './chunk-intake';
 import type { TokenUpload } from './store';
 import type { UploadTokens } from './tokens';
+import { idOf } from '../http/request-id';
 
 export const TOKEN_UPLOAD_PATH = '/upload';
 
@@ -143,7 +144,7 @@ function identityOf(c: Chunk, uploadId: string, startedAt: number): UploadIdenti
 /** A file in one request: the engine cuts it into parts, retries them, and cleans up on failure. */
 async function wholeFile(c: Chunk): Promise<Video> {
   const { deps, grant, form } = c;
-  const identity = identityOf(c, String(c.req.id), Date.now());
+  const identity = identityOf(c, idOf(c.req), Date.now());
   let target: UploadTarget | undefined;
   try {
     target = targetFor(grant, form.filename);
@@ -197,7 +198,7 @@ async function oneChunk(c: Chunk): Promise<Video> {
   let startedHere = false;
   if (found) upload = found;
   else {
-    const identity = identityOf(c, String(c.req.id), Date.now());
+    const identity = identityOf(c, idOf(c.req), Date.now());
     let target: UploadTarget | undefined;
     try {
       target = targetFor(grant, form.filename);

@@ -2,6 +2,7 @@
  * Upload tokens: minted by a backend (a static token here), spent by a client on the relay's own
  * upload routes. The relay keeps them in memory here, on a clock the tests move.
  */
+import { Readable } from 'node:stream';
 import request from 'supertest';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { MemoryUploadTokenStore } from '../../src/upload-tokens/store';
@@ -404,10 +405,12 @@ describe('upload tokens on tus: binding, scope and size', () => {
     const res = await undici(`${relay.url}/v1/videos?title=x`, {
       method: 'POST',
       headers: { ...bearer(chunked.token), 'content-type': 'video/mp4' },
-      body: (async function* () {
-        yield randomBytesOf(600);
-        yield randomBytesOf(600);
-      })(),
+      body: Readable.from(
+        (async function* () {
+          yield randomBytesOf(600);
+          yield randomBytesOf(600);
+        })(),
+      ),
     });
     expect(res.statusCode).toBe(413);
     expect(((await res.body.json()) as { code: string }).code).toBe('file_too_large');
