@@ -585,7 +585,12 @@ class Transfer {
       'part acknowledged',
     );
     (part as Part & { acked?: boolean }).acked = true;
-    // The acknowledged prefix grows only through contiguous parts.
+    // api.video has these bytes: they are not held any more, and a pooled buffer goes back at
+    // once. Waiting for the parts before it would let reading go on with no buffer to fill.
+    this.hold(-part.size);
+    this.cutter.recycle(part);
+    // The acknowledged prefix (what a resumable upload may count) grows only through contiguous
+    // parts.
     let advanced = false;
     for (
       let p = this.open.get(state.nextPart);
@@ -595,8 +600,6 @@ class Transfer {
       this.open.delete(p.number);
       state.ackedBytes += p.size;
       state.nextPart += 1;
-      this.hold(-p.size);
-      this.cutter.recycle(p);
       advanced = true;
     }
     if (advanced) await this.saveCheckpoint();
