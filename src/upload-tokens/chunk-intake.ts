@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import busboy from 'busboy';
+import { isVideoId } from '../apivideo/video-id';
 import { RelayError } from '../errors';
 import type { FormLimits } from '../upload/multipart-intake';
 
@@ -16,8 +17,6 @@ export interface ChunkForm {
   complete: Promise<{ videoIdAfter: string | undefined }>;
   stop(): void;
 }
-
-const VIDEO_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * A chunk as api.video's `/upload` takes it: one file field under any name (the Node client names
@@ -53,8 +52,8 @@ export function receiveChunk(req: IncomingMessage, limits: FormLimits): Promise<
       if (info.valueTruncated)
         return fail(new RelayError('field_too_large', `The field "${name}" is too long.`));
       if (name !== 'videoId') return;
-      if (!VIDEO_ID.test(value))
-        return fail(new RelayError('invalid_field', '"videoId" is not a video id.'));
+      if (!isVideoId(value))
+        return fail(new RelayError('invalid_video_id', '"videoId" is not an api.video video id.'));
       if ((fileSeen ? videoIdAfter : videoId) !== undefined)
         return fail(new RelayError('invalid_field', '"videoId" may be given once.'));
       if (fileSeen) videoIdAfter = value;

@@ -26,11 +26,13 @@ trap cleanup EXIT
 log "1. lint"
 npx --no-install dockerfile-utils lint Dockerfile
 [ -f .env ] || cp .env.example .env
-docker-compose -f docker-compose.yml config -q
 
 log "2. build (engine: $SANDBOX)"
+# The sandbox installs Debian's docker.io and docker-compose on a fresh machine: `up` comes
+# before the first docker-compose call.
 eval "$(bash "$SANDBOX" up)"
 export DOCKER_HOST
+docker-compose -f docker-compose.yml config -q
 docker() { /usr/bin/docker "$@"; }
 DOCKER_BUILDKIT=1 docker build --network host -t "$IMAGE" -t apivideo-upload-relay:local . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; exit 1; }
 log "image size: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MiB", $1/1048576}')"

@@ -192,7 +192,7 @@ describe('by hand', () => {
     expect(after.status).toBe(403);
     expect(inspectVideo(emulator, other.videoId)).toMatchObject({ completed: false, parts: [] });
     // A video id the client made up is as foreign as a real one.
-    expect((await sendChunk(token, data, { videoId: 'viMadeUp' })).status).toBe(403);
+    expect((await sendChunk(token, data, { videoId: 'viMadeUp0000000000' })).status).toBe(403);
     // The token's own upload still finishes.
     const last = await sendChunk(token, Buffer.from('end'), { range: 'part 3/3', videoId: mine });
     expect(last.status).toBe(201);
@@ -228,7 +228,9 @@ describe('by hand', () => {
     expect(orphan.body).toMatchObject({ status: 400, code: 'upload_chunk_invalid' });
     const bad = await sendChunk(token, Buffer.from('x'), { range: 'part 3/2' });
     expect(bad.body).toMatchObject({ status: 400, code: 'upload_chunk_invalid' });
-    const noFile = await request(relay.url).post(`/upload?token=${token}`).field('videoId', 'vi1');
+    const noFile = await request(relay.url)
+      .post(`/upload?token=${token}`)
+      .field('videoId', 'vi4blUQJFrYWbaG44NChkH27');
     expect(noFile.body).toMatchObject({
       status: 400,
       type: 'https://docs.api.video/reference/uploaded-file-no-file',
