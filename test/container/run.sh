@@ -77,7 +77,9 @@ wait_for "http://127.0.0.1:$EMULATOR_PORT/_emulator/stats" 30
 wait_for "http://127.0.0.1:$RELAY_PORT/readyz" 30
 upload_and_check "http://127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$EMULATOR_PORT"
 # A problem's `type` resolves on the relay itself.
-curl -fsS "http://127.0.0.1:$RELAY_PORT/docs/errors" | grep -q '<tr id="route_not_found">' ||
+# Read the page whole first: with pipefail, `curl | grep -q` fails when grep stops reading early.
+errors_page=$(curl -fsS "http://127.0.0.1:$RELAY_PORT/docs/errors")
+grep -q '<tr id="route_not_found">' <<<"$errors_page" ||
   { echo "container-test: GET /docs/errors has no route_not_found anchor" >&2; exit 1; }
 log "GET /docs/errors serves the catalogue"
 
@@ -92,7 +94,8 @@ started=$(date +%s)
 docker stop -t 10 relay-test-relay >/dev/null
 code=$(docker inspect -f '{{.State.ExitCode}}' relay-test-relay)
 took=$(($(date +%s) - started))
-docker logs relay-test-relay 2>&1 | grep -q '"msg":"drained; closing"' || { docker logs relay-test-relay | tail -20; exit 1; }
+relay_logs=$(docker logs relay-test-relay 2>&1)
+grep -q '"msg":"drained; closing"' <<<"$relay_logs" || { tail -20 <<<"$relay_logs"; exit 1; }
 [ "$code" = 0 ] && [ "$took" -lt 10 ] || { echo "container-test: exit $code after ${took}s" >&2; exit 1; }
 log "docker stop: exit 0 after ${took}s (grace 8 s)"
 docker rm -f relay-test-relay relay-test-emulator >/dev/null
