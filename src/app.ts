@@ -20,6 +20,7 @@ import type { Locker } from '@tus/utils';
 import { MemorySessionStore, type SessionStore } from './resumable/sessions';
 import { UPLOADS_PATH, resumableRoutes } from './resumable/tus-routes';
 import { RelayMetrics } from './metrics';
+import { MemoryBudget } from './upload/memory-budget';
 
 export interface AppDeps {
   config: Config;
@@ -30,6 +31,8 @@ export interface AppDeps {
   lifecycle?: Lifecycle;
   /** Where the upload page's files are (RELAY_DEMO_PAGE). */
   publicDir?: string;
+  /** UPLOAD_MEMORY_BUDGET, shared by every route; built from the config when not given. */
+  memoryBudget?: MemoryBudget;
   /** Resumable uploads' sessions and locks; in memory when not given. */
   resumable?: { sessions: SessionStore; locker: Locker };
 }
@@ -46,6 +49,8 @@ export function createApp(deps: AppDeps): express.Express {
   const { config, logger, apivideo } = deps;
   const metrics = deps.metrics ?? new RelayMetrics();
   const lifecycle = deps.lifecycle ?? new Lifecycle();
+  const memoryBudget = deps.memoryBudget ?? new MemoryBudget(config.upload.memoryBudget);
+  metrics.watchBudget(memoryBudget);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -92,6 +97,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(UPLOADS_PATH, authenticate);
   app.use(resumable.router);
   app.locals.resumable = resumable;
+  app.locals.memoryBudget = memoryBudget;
   app.use(routeNotFound);
   app.use(problemHandler(logger));
   return app;

@@ -17,6 +17,7 @@ import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
 import { RedisLocker } from './resumable/redis-locker';
 import { RedisSessionStore } from './resumable/sessions';
+import { detectSystemMemory } from './system-memory';
 
 function fail(message: string): never {
   console.error(message);
@@ -25,7 +26,7 @@ function fail(message: string): never {
 
 function readConfig(): Config {
   try {
-    return loadConfig(process.env);
+    return loadConfig(process.env, detectSystemMemory());
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -123,17 +124,17 @@ async function main(): Promise<void> {
   ).unref();
   const server = createHttpServer(app, config);
   const url = await listen(server, config.port, config.host);
-  const { partSize, partConcurrency } = config.upload;
-  const worstCase = config.limits.maxConcurrentUploads * (partConcurrency + 1) * partSize;
+  const { partSize, partConcurrency, memoryBudget, memoryBudgetFrom } = config.upload;
   logger.info(
     {
       url,
       partSize,
       partConcurrency,
       maxConcurrentUploads: config.limits.maxConcurrentUploads,
-      worstCaseBufferBytes: worstCase,
+      memoryBudgetBytes: memoryBudget,
+      memoryBudgetFrom,
     },
-    `relay listening on ${url}; upload buffers need at most ${formatBytes(worstCase)} (${config.limits.maxConcurrentUploads} uploads × ${partConcurrency + 1} × ${formatBytes(partSize)})`,
+    `relay listening on ${url}; uploads hold at most ${formatBytes(memoryBudget)} of file bytes together (UPLOAD_MEMORY_BUDGET: ${memoryBudgetFrom}), in parts of 5 MiB growing to ${formatBytes(partSize)}`,
   );
   if (!hasClientAuth(config.auth))
     logger.warn(
