@@ -9,17 +9,20 @@ import type { Config } from './config';
 import { clientAuth, metricsAuth } from './http/client-auth';
 import { healthRoutes, type Readiness } from './http/health';
 import { problemHandler, routeNotFound } from './http/problem';
+import { queryLimit } from './http/query-limit';
 import { requestId } from './http/request-id';
 import { uploadRoute } from './http/upload-route';
 import { uploadSlots } from './http/upload-slots';
 import { getVideoRoute } from './http/videos-route';
 import openapi from './http/openapi.json';
 import { Lifecycle } from './lifecycle';
-import { MemoryLocker } from '@tus/server';
-import type { Locker } from '@tus/utils';
-import { MemorySessionStore, type SessionStore } from './resumable/sessions';
-import { UPLOADS_PATH, resumableRoutes } from './resumable/tus-routes';
+import { MemorySessionStore, type SessionStore } from './resumable/session-store';
+import { MemoryLocker, type UploadLocker } from './resumable/upload-lock';
+import { resumableRoutes } from './resumable/tus-routes';
 import { RelayMetrics } from './metrics';
+import { UploadEngine } from './upload/engine';
+import type { OutcomeSink } from './upload/outcome';
+import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
 import { MemoryBudget } from './upload/memory-budget';
 
 export interface AppDeps {
@@ -34,7 +37,9 @@ export interface AppDeps {
   /** UPLOAD_MEMORY_BUDGET, shared by every route; built from the config when not given. */
   memoryBudget?: MemoryBudget;
   /** Resumable uploads' sessions and locks; in memory when not given. */
-  resumable?: { sessions: SessionStore; locker: Locker };
+  resumable?: { sessions: SessionStore; locker: UploadLocker };
+  /** Consumers of every upload's outcome, besides the built-in log line and metrics. */
+  outcomeSinks?: OutcomeSink[];
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
@@ -57,6 +62,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', config.http.trustProxy);
   app.use(requestLogger(logger));
   app.use(helmet());
+  app.use(queryLimit);
   if (config.http.corsOrigins.length > 0) app.use(corsFor(config.http.corsOrigins));
   app.get('/openapi.json', (_req, res) => void res.json(openapi));
   if (config.demoPage) {
@@ -66,35 +72,57 @@ export function createApp(deps: AppDeps): express.Express {
       res.sendFile(TUS_BROWSER_BUNDLE, { maxAge: '1d' }),
     );
   }
-  app.use(healthRoutes({ isReady: () => !lifecycle.draining && deps.readiness.isReady() }));
+  // Resumable uploads need their session store: without it the relay is not ready.
+  const storeReady = () => deps.resumable?.sessions.isReady() ?? true;
+  app.use(
+    healthRoutes({
+      isReady: () => !lifecycle.draining && deps.readiness.isReady() && storeReady(),
+    }),
+  );
   app.get('/metrics', metricsAuth(config.auth.metricsToken), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   const authenticate = clientAuth(config.auth);
+  const admit = uploadSlots(config.limits, lifecycle);
+  const observer = metricsObserver(metrics);
+  const engine = new UploadEngine({
+    client: apivideo,
+    settings: config.upload,
+    budget: memoryBudget,
+    observer,
+    sinks: [new OutcomeRecorder(metrics, logger), ...(deps.outcomeSinks ?? [])],
+    logger,
+  });
+  const guards = { lifecycle, metrics, requestTimeoutMs: config.upload.requestTimeoutMs };
   app.post(
     '/v1/videos',
     authenticate,
-    uploadSlots(config.limits, lifecycle),
+    admit,
     uploadRoute({
-      client: apivideo,
-      metrics,
-      lifecycle,
-      settings: config.upload,
+      ...guards,
+      engine,
       formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
     }),
   );
   app.get('/v1/videos/:videoId', authenticate, getVideoRoute(apivideo));
+  const sessions = deps.resumable?.sessions ?? new MemorySessionStore();
   const resumable = resumableRoutes({
-    client: apivideo,
-    sessions: deps.resumable?.sessions ?? new MemorySessionStore(),
+    ...guards,
+    engine,
+    sessions,
     locker: deps.resumable?.locker ?? new MemoryLocker(),
-    partSize: config.upload.partSize,
-    maxFileSize: config.upload.maxFileSize,
-    ttlMs: config.resumable.sessionTtlMs,
-    trustProxy: config.http.trustProxy !== false,
+    observer,
     logger,
+    authenticate,
+    admit,
+    ttlMs: config.resumable.sessionTtlMs,
+    maxSessionsPerClient: config.resumable.maxSessionsPerClient,
+    maxStoredBytes: config.resumable.maxStoredBytes,
+    metadataLimits: {
+      maxEntries: config.limits.maxFields,
+      maxValueBytes: config.limits.maxFieldSize,
+    },
   });
-  app.use(UPLOADS_PATH, authenticate);
   app.use(resumable.router);
   app.locals.resumable = resumable;
   app.locals.memoryBudget = memoryBudget;

@@ -43,6 +43,8 @@ export interface Config {
     jwksUrl: string | undefined;
     jwtIssuer: string | undefined;
     jwtAudience: string | undefined;
+    /** Refuse JWTs without `exp` (a token that never expires cannot be revoked by waiting). */
+    jwtRequireExp: boolean;
     allowAnonymous: boolean;
     metricsToken: string | undefined;
   };
@@ -63,7 +65,13 @@ export interface Config {
   resumable: {
     /** Sessions and locks in Redis when set; in this process's memory otherwise (one instance). */
     redisUrl: string | undefined;
+    /** Every Redis key the relay writes starts with this (several relays can share one Redis). */
+    redisKeyPrefix: string;
     sessionTtlMs: number;
+    /** Unfinished resumable uploads one client may have at once. */
+    maxSessionsPerClient: number;
+    /** Bytes the session store may hold in tails, all uploads together. */
+    maxStoredBytes: number;
   };
   network: {
     httpProxy: string | undefined;
@@ -252,9 +260,16 @@ export function loadConfig(env: Env, system: SystemMemory = ASSUMED_MEMORY): Con
     jwksUrl: r.optionalUrl('RELAY_JWKS_URL'),
     jwtIssuer: r.raw('RELAY_JWT_ISSUER'),
     jwtAudience: r.raw('RELAY_JWT_AUDIENCE'),
+    jwtRequireExp: r.bool('RELAY_JWT_REQUIRE_EXP', true),
     allowAnonymous: r.bool('RELAY_ALLOW_ANONYMOUS', false),
     metricsToken: r.raw('METRICS_TOKEN'),
   };
+  if (auth.jwtSecret && auth.jwksUrl) {
+    // Two issuers would share one `jwt:` namespace of subjects: one must be chosen.
+    r.problems.push(
+      'RELAY_JWT_SECRET / RELAY_JWKS_URL: both are set; set one (HS256 tokens signed with the secret, or tokens verified with the JWKS)',
+    );
+  }
   if (nodeEnv === 'production' && !hasClientAuth(auth) && !auth.allowAnonymous) {
     r.problems.push(
       'RELAY_API_TOKENS / RELAY_JWT_SECRET / RELAY_JWKS_URL: none is set; in production set one, or RELAY_ALLOW_ANONYMOUS=true to accept uploads from anyone on purpose',
@@ -301,7 +316,10 @@ export function loadConfig(env: Env, system: SystemMemory = ASSUMED_MEMORY): Con
     demoPage: r.bool('RELAY_DEMO_PAGE', nodeEnv !== 'production'),
     resumable: {
       redisUrl: redisUrl(r),
+      redisKeyPrefix: redisKeyPrefix(r),
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
+      maxSessionsPerClient: r.int('UPLOAD_MAX_SESSIONS_PER_CLIENT', 20, 1, 100_000),
+      maxStoredBytes: r.size('UPLOAD_SESSION_STORE_MAX_BYTES', 1024 * MiB, 5 * MiB, 2 ** 50),
     },
     network: {
       httpProxy: r.either('HTTP_PROXY'),
@@ -350,6 +368,17 @@ function parseTrustProxy(r: Reader): boolean | number | string {
   if (text === undefined || text === 'false') return false;
   if (text === 'true') return true;
   if (/^\d+$/.test(text)) return Number(text);
+  return text;
+}
+
+function redisKeyPrefix(r: Reader): string {
+  const text = r.raw('REDIS_KEY_PREFIX') ?? 'apivideo-relay:';
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(text)) {
+    r.problems.push(
+      `REDIS_KEY_PREFIX: expected 1 to 64 letters, digits or _ . : -, got "${text.slice(0, 80)}"`,
+    );
+    return 'apivideo-relay:';
+  }
   return text;
 }
 

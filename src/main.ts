@@ -15,8 +15,8 @@ import { Lifecycle } from './lifecycle';
 import { createLogger, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
-import { RedisLocker } from './resumable/redis-locker';
-import { RedisSessionStore } from './resumable/sessions';
+import { RedisSessionStore } from './resumable/session-store';
+import { RedisLocker } from './resumable/upload-lock';
 import { detectSystemMemory } from './system-memory';
 
 function fail(message: string): never {
@@ -75,9 +75,18 @@ function resumableStorage(config: Config, logger: Logger) {
     logger.info('REDIS_URL is not set: resumable uploads live in this process only (one instance)');
     return undefined;
   }
-  const redis = new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  // Fail fast while Redis is away (503 session_store_unavailable), rather than queue commands.
+  const redis = new Redis(url, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+  });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
-  return { sessions: new RedisSessionStore(redis), locker: new RedisLocker(redis) };
+  const prefix = config.resumable.redisKeyPrefix;
+  return {
+    sessions: new RedisSessionStore(redis, prefix),
+    locker: new RedisLocker(redis, prefix),
+  };
 }
 
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
@@ -114,8 +123,8 @@ async function main(): Promise<void> {
   const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle, resumable });
   const sweeper = setInterval(
     () => {
-      void (app.locals.resumable as { store: { deleteExpired(): Promise<number> } }).store
-        .deleteExpired()
+      void (app.locals.resumable as { sweepExpired(): Promise<number> })
+        .sweepExpired()
         .catch((err: unknown) => {
           logger.warn({ err: String(err) }, 'could not sweep expired resumable uploads');
         });

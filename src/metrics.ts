@@ -3,27 +3,33 @@ import type { MemoryBudget } from './upload/memory-budget';
 
 /**
  * The relay's Prometheus metrics, on a registry of its own (tests build several apps in one
- * process). Labels are bounded: codes, reasons, and principals (a JWT `sub` per user can be many:
- * see the README before scraping a large user base).
+ * process). Every label comes from a fixed set (routes, error codes, retry reasons): who uploaded
+ * is a log field, never a label, so no client can mint new series.
  */
 export class RelayMetrics {
   readonly registry = new Registry();
   readonly uploadsStarted = new Counter({
     name: 'relay_uploads_started_total',
-    help: 'Uploads started',
-    labelNames: ['principal'],
+    help: 'Uploads started, by route',
+    labelNames: ['route'],
     registers: [this.registry],
   });
   readonly uploadsCompleted = new Counter({
     name: 'relay_uploads_completed_total',
-    help: 'Uploads completed (201)',
-    labelNames: ['principal'],
+    help: 'Uploads completed: api.video acknowledged the last part',
+    labelNames: ['route'],
     registers: [this.registry],
   });
   readonly uploadsFailed = new Counter({
     name: 'relay_uploads_failed_total',
-    help: 'Uploads failed, by error code',
-    labelNames: ['code'],
+    help: 'Uploads failed for good (a resumable upload: terminated, expired), by route and error code',
+    labelNames: ['route', 'code'],
+    registers: [this.registry],
+  });
+  readonly uploadsInterrupted = new Counter({
+    name: 'relay_upload_interruptions_total',
+    help: 'Requests of a resumable upload that ended before the upload did (it can be resumed), by route and error code',
+    labelNames: ['route', 'code'],
     registers: [this.registry],
   });
   readonly bytesReceived = new Counter({

@@ -1,11 +1,12 @@
 import type { Dispatcher } from 'undici';
 import { upstreamDispatcher } from './dispatcher';
 import { BasicCredentials, BearerCredentials, type TokenAnswer } from './credentials';
-import { ApiVideoHttpError, ApiVideoKeyRejectedError } from './errors';
+import { ApiVideoHttpError, ApiVideoInvalidIdError, ApiVideoKeyRejectedError } from './errors';
 import { multipartFileBody } from './part-body';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry';
 import { Transport, type Credentials, type RetryEvent } from './transport';
 import type { Video, VideoCreationPayload, VideoStatus } from './types';
+import { isVideoId } from './video-id';
 
 export interface ApiVideoClientOptions {
   apiKey: string;
@@ -55,18 +56,22 @@ export class ApiVideoClient {
     return this.call('createVideo', { method: 'POST', path: '/videos', json: payload }, options);
   }
 
-  getVideo(videoId: string, options: CallOptions = {}): Promise<Video> {
-    return this.call('getVideo', { method: 'GET', path: `/videos/${enc(videoId)}` }, options);
+  async getVideo(videoId: string, options: CallOptions = {}): Promise<Video> {
+    return this.call('getVideo', { method: 'GET', path: videoPath('getVideo', videoId) }, options);
   }
 
   async deleteVideo(videoId: string, options: CallOptions = {}): Promise<void> {
-    await this.call('deleteVideo', { method: 'DELETE', path: `/videos/${enc(videoId)}` }, options);
+    await this.call(
+      'deleteVideo',
+      { method: 'DELETE', path: videoPath('deleteVideo', videoId) },
+      options,
+    );
   }
 
-  getVideoStatus(videoId: string, options: CallOptions = {}): Promise<VideoStatus> {
+  async getVideoStatus(videoId: string, options: CallOptions = {}): Promise<VideoStatus> {
     return this.call(
       'getVideoStatus',
-      { method: 'GET', path: `/videos/${enc(videoId)}/status` },
+      { method: 'GET', path: `${videoPath('getVideoStatus', videoId)}/status` },
       options,
     );
   }
@@ -80,7 +85,7 @@ export class ApiVideoClient {
    * Sends one part. `chunks` are written to the socket as they are (no joined copy); a retry
    * re-sends the whole part, which api.video accepts.
    */
-  uploadPart(
+  async uploadPart(
     videoId: string,
     partNumber: number,
     isLast: boolean,
@@ -91,7 +96,7 @@ export class ApiVideoClient {
       `uploadPart ${partNumber}`,
       {
         method: 'POST',
-        path: `/videos/${enc(videoId)}/source`,
+        path: `${videoPath(`uploadPart ${partNumber}`, videoId)}/source`,
         multipart: multipartFileBody(chunks),
         headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
       },
@@ -127,4 +132,11 @@ export class ApiVideoClient {
   }
 }
 
-const enc = encodeURIComponent;
+/**
+ * `/videos/{id}`, only for an id of api.video's shape: whatever a caller checked or forgot, a
+ * client-supplied `.`, `..`, `%2e` or `/` never changes the path api.video sees.
+ */
+function videoPath(operation: string, videoId: string): string {
+  if (!isVideoId(videoId)) throw new ApiVideoInvalidIdError(operation);
+  return `/videos/${encodeURIComponent(videoId)}`;
+}

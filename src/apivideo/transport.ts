@@ -1,10 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import {
+  ApiVideoError,
   ApiVideoHttpError,
   ApiVideoKeyRejectedError,
   ApiVideoNetworkError,
+  ApiVideoProxyError,
+  isRetryableNetworkCode,
   networkCauseCode,
+  proxyRefusalStatus,
 } from './errors';
 import { backoffDelay, isRetryableStatus, serverRetryDelay, type RetryPolicy } from './retry';
 
@@ -70,9 +74,18 @@ export class Transport {
         answer = await this.send(spec, header);
       } catch (err) {
         spec.signal?.throwIfAborted();
-        if (!isNetworkFailure(err)) throw err;
-        if (attempt >= retry.maxAttempts)
+        // Already classified (a token call made for these credentials): as it is.
+        if (err instanceof ApiVideoError) throw err;
+        const proxyStatus = proxyRefusalStatus(err);
+        if (proxyStatus !== undefined) {
+          // A proxy's 407/403 is configuration, not luck: only its 5xx is worth another try.
+          if (proxyStatus < 500 || attempt >= retry.maxAttempts)
+            throw new ApiVideoProxyError(operation, proxyStatus, err);
+        } else if (!isRetryableNetworkCode(networkCauseCode(err))) {
+          throw err;
+        } else if (attempt >= retry.maxAttempts) {
           throw new ApiVideoNetworkError(operation, networkCauseCode(err), err);
+        }
         const reason = networkCauseCode(err).includes('TIMEOUT') ? 'timeout' : 'network';
         await this.wait(spec, {
           operation,
@@ -157,15 +170,5 @@ function httpError(operation: string, answer: Answer): ApiVideoHttpError {
     typeof type === 'string' ? type : undefined,
     typeof title === 'string' ? title : `HTTP ${answer.status}`,
     operation,
-  );
-}
-
-/** Anything undici throws that is not an abort: socket errors, timeouts, TLS failures. */
-function isNetworkFailure(err: unknown): boolean {
-  const name = (err as Error)?.name;
-  return (
-    name !== 'AbortError' &&
-    !(err instanceof ApiVideoKeyRejectedError) &&
-    !(err instanceof ApiVideoHttpError)
   );
 }

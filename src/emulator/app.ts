@@ -36,8 +36,19 @@ export class EmulatorStats {
   }
 }
 
+/** One request as it reached the emulator: the method and the raw path, as api.video would see it. */
+export interface RequestRecord {
+  method: string;
+  url: string;
+}
+
+/** The newest requests are kept, so a long-running emulator does not grow without bound. */
+const REQUEST_LOG_SIZE = 10_000;
+
 export interface Emulator {
   app: express.Express;
+  /** Every request but the control routes', oldest first (GET /_emulator/requests). */
+  requestLog: RequestRecord[];
   videos: VideoStore;
   faults: FaultPlan;
   tokens: TokenStore;
@@ -59,11 +70,16 @@ export function createEmulator(options: EmulatorOptions): Emulator {
     faults: new FaultPlan(),
     tokens: new TokenStore(options.tokenTtlSeconds ?? 3600),
     stats: new EmulatorStats(),
+    requestLog: [],
   };
   const { app } = emulator;
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use((_req, res, next) => {
+  app.use((req, res, next) => {
+    if (!req.url.startsWith('/_emulator/')) {
+      emulator.requestLog.push({ method: req.method, url: req.url });
+      if (emulator.requestLog.length > REQUEST_LOG_SIZE) emulator.requestLog.shift();
+    }
     emulator.stats.requests += 1;
     res.setHeader('X-RateLimit-Limit', String(RATE_LIMIT));
     res.setHeader(
@@ -127,10 +143,12 @@ function controlRoutes(emulator: Emulator): express.Router {
     res.status(204).end();
   });
   router.get('/stats', (_req, res) => send(res, 200, emulator.stats));
+  router.get('/requests', (_req, res) => send(res, 200, emulator.requestLog));
   router.post('/reset', (_req, res) => {
     emulator.faults.clear();
     emulator.stats.reset();
     emulator.videos.clear();
+    emulator.requestLog.length = 0;
     res.status(204).end();
   });
   router.post('/tokens/expire', (req, res) => {
@@ -228,7 +246,11 @@ function apiRoutes(emulator: Emulator): express.Router {
       });
     },
   );
-  router.get('/videos/:id', (req, res) => send(res, 200, videoObject(findVideo(req))));
+  router.get(
+    '/videos/:id',
+    withFault(emulator, () => ({ target: 'get' })),
+    (req, res) => send(res, 200, videoObject(findVideo(req))),
+  );
   router.get(
     '/videos/:id/status',
     withFault(emulator, () => ({ target: 'status' })),

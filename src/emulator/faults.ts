@@ -1,5 +1,5 @@
 /** Which request a fault applies to. `part` without a number means any part. */
-export type FaultTarget = 'create' | 'part' | 'status' | 'delete' | 'list' | 'auth' | 'any';
+export type FaultTarget = 'create' | 'get' | 'part' | 'status' | 'delete' | 'list' | 'auth' | 'any';
 
 export interface FaultRule {
   target: FaultTarget;

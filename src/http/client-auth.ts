@@ -5,11 +5,16 @@ import type { Config } from '../config';
 import { hasClientAuth } from '../config';
 import { RelayError } from '../errors';
 
-/** Who is uploading: the JWT's `sub`, a static token's fingerprint, or an anonymous address. */
+/**
+ * Who is uploading: `token:<fingerprint>`, `jwt:<sub>` or `anonymous:<address>`. The prefixes keep
+ * the three namespaces apart: a JWT whose `sub` is "token:…" is `jwt:token:…`, never that token.
+ */
 export interface Principal {
   id: string;
   kind: 'token' | 'jwt' | 'anonymous';
 }
+
+const MAX_SUBJECT = 256;
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
@@ -48,9 +53,11 @@ function jwtVerifier(
         issuer: auth.jwtIssuer,
         audience: auth.jwtAudience,
         algorithms,
+        requiredClaims: auth.jwtRequireExp ? ['exp'] : [],
       });
-      return typeof payload.sub === 'string' && payload.sub
-        ? { id: payload.sub, kind: 'jwt' }
+      // Bounded: the principal goes into logs and keys.
+      return typeof payload.sub === 'string' && payload.sub && payload.sub.length <= MAX_SUBJECT
+        ? { id: `jwt:${payload.sub}`, kind: 'jwt' }
         : undefined;
     } catch {
       return undefined;

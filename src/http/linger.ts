@@ -1,23 +1,27 @@
 import type { Request, Response } from 'express';
 
 /** How long, and how much, an unread body is drained after an early error answer. */
-const LINGER = { ms: 5_000, bytes: 32 * 1024 * 1024 };
+export const LINGER = { ms: 5_000, bytes: 32 * 1024 * 1024 };
 
 /**
  * An error answered before the body was read. Closing at once would make many clients (undici,
  * some mobile stacks) lose the answer while they are still sending, so, like nginx's lingering
  * close, drain for a bounded time and amount, then cut the connection.
+ *
+ * The draining starts here, before the answer: once an answer finishes over a body nobody
+ * consumed, Node dumps the request (its parser then discards the bytes without a `data` event),
+ * and a count started after that sees nothing while the client pushes gigabytes.
  */
 export function lingerOnUnreadBody(req: Request, res: Response): void {
   if (req.complete || req.method === 'GET' || req.method === 'HEAD') return;
+  let drained = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const cut = () => req.socket.destroy();
+  req.on('data', (chunk: Buffer) => (drained += chunk.length) > LINGER.bytes && cut());
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
   res.once('finish', () => {
-    if (req.complete) return;
-    let drained = 0;
-    const cut = () => req.socket.destroy();
-    const timer = setTimeout(cut, LINGER.ms).unref();
-    req.on('data', (chunk: Buffer) => (drained += chunk.length) > LINGER.bytes && cut());
-    req.once('close', () => clearTimeout(timer));
-    req.resume();
+    if (!req.complete) timer = setTimeout(cut, LINGER.ms).unref();
   });
 }
 

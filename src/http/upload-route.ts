@@ -1,29 +1,22 @@
+import { PassThrough, type Readable } from 'node:stream';
 import type { Request, RequestHandler, Response } from 'express';
-import type { Logger } from 'pino';
-import type { ApiVideoClient } from '../apivideo/client';
 import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
-import { abortable } from '../upload/abortable';
-import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
-import {
-  ClientGone,
-  relayUpload,
-  type RelaySettings,
-  type UploadObserver,
-  type UploadProgress,
-} from '../upload/relay-upload';
 import type { Lifecycle } from '../lifecycle';
 import type { RelayMetrics } from '../metrics';
+import { abortable } from '../upload/abortable';
+import { ClientGone, freshState, type UploadEngine } from '../upload/engine';
+import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
+import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
 import { principalOf } from './client-auth';
 import { continueIfExpected } from './linger';
-import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
-import { PassThrough, type Readable } from 'node:stream';
+import { guardUploadRequest } from './upload-request';
 
 export interface UploadRouteDeps {
-  client: ApiVideoClient;
+  engine: UploadEngine;
   metrics: RelayMetrics;
   lifecycle: Lifecycle;
-  settings: RelaySettings & { requestTimeoutMs: number };
+  requestTimeoutMs: number;
   formLimits: FormLimits;
 }
 
@@ -38,65 +31,75 @@ interface Intake {
   stop(): void;
 }
 
-/** POST /v1/videos: a multipart form or a raw video body, streamed to api.video as it arrives. */
+/**
+ * POST /v1/videos: a multipart form or a raw video body, handed to the upload engine as it
+ * arrives. This adapter only finds the file and the target, and answers 201 with the video.
+ */
 export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
+  const { engine, metrics } = deps;
   return async (req, res, next) => {
-    const started = performance.now();
-    const progress: UploadProgress = {
-      createdContainer: false,
-      bytes: 0,
-      partsAcknowledged: 0,
-      retries: 0,
-    };
-    const { metrics } = deps;
     const principal = principalOf(res).id;
     const log = req.log.child({ principal });
-    const stop = new AbortController();
-    res.once('close', () => res.writableFinished || stop.abort(new ClientGone()));
-    const deadline = uploadDeadline(deps.settings.requestTimeoutMs, stop);
-    const untrack = deps.lifecycle.track(stop);
-    metrics.uploadsStarted.inc({ principal });
-    metrics.uploadsInProgress.inc();
+    const guard = guardUploadRequest(res, deps);
+    metrics.uploadsStarted.inc({ route: 'videos' });
+    const identity = {
+      uploadId: String(req.id),
+      route: 'videos' as const,
+      principal,
+      startedAt: Date.now(),
+    };
     let intake: Intake | undefined;
     try {
-      intake = await abortable(openIntake(req, res, deps), stop.signal);
-      const video = await relayUpload(deps.client, deps.settings, {
-        ...intake,
-        signal: stop.signal,
-        progress,
+      intake = await abortable(
+        openIntake(req, res, deps, engine.settings.maxFileSize),
+        guard.signal,
+      );
+      const video = await engine.relay({
+        identity,
+        target: intake.target,
+        file: intake.file,
+        bodyComplete: intake.bodyComplete,
+        classifyStreamError: intake.classifyStreamError,
+        // The body's length bounds the file's (a form's framing only adds to it).
+        sizeHint: contentLength(req),
+        signal: guard.signal,
         logger: log,
-        observer: observerFor(metrics),
       });
       res
         .status(201)
         .location(`/v1/videos/${encodeURIComponent(video.videoId)}`)
         .json(video);
-      metrics.uploadsCompleted.inc({ principal });
-      logOutcome(log, progress, started, 'completed');
     } catch (err) {
       intake?.stop();
-      const gone = err instanceof ClientGone;
-      const code = gone ? 'client_aborted' : isRelayError(err) ? err.code : 'internal_error';
-      metrics.uploadsFailed.inc({ code });
-      logOutcome(log, progress, started, code);
-      if (!gone) return next(err);
-      log.warn(
-        { event: 'upload_aborted', videoId: progress.videoId, bytesReceived: progress.bytes },
-        'upload_aborted',
-      );
+      if (intake === undefined) {
+        // Refused before the engine had it: still the upload's one outcome.
+        await engine.fail({
+          identity,
+          target: undefined,
+          state: freshState(),
+          code: err instanceof ClientGone || isRelayError(err) ? err.code : 'internal_error',
+          kind: 'failed',
+          bytesReceived: 0,
+          logger: log,
+        });
+      }
+      // A client that left has nobody to answer; its outcome is already logged.
+      if (!(err instanceof ClientGone)) return next(err);
     } finally {
-      clearTimeout(deadline);
-      metrics.uploadsInProgress.dec();
-      untrack();
+      guard.done();
     }
   };
 }
 
-async function openIntake(req: Request, res: Response, deps: UploadRouteDeps): Promise<Intake> {
+async function openIntake(
+  req: Request,
+  res: Response,
+  deps: UploadRouteDeps,
+  max: number,
+): Promise<Intake> {
   const type = (req.headers['content-type'] ?? '').toLowerCase();
   const declared =
     req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
-  const max = deps.settings.maxFileSize;
   if (type.startsWith('multipart/form-data')) {
     if (max > 0 && declared !== undefined && declared > max + FORM_OVERHEAD_ALLOWANCE)
       throw tooLarge(max);
@@ -135,48 +138,10 @@ function tooLarge(max: number): RelayError {
   return new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
 }
 
-function logOutcome(
-  logger: Logger,
-  progress: UploadProgress,
-  started: number,
-  outcome: string,
-): void {
-  const durationMs = Math.round(performance.now() - started);
-  const mib = progress.bytes / 1024 / 1024;
-  logger.info(
-    {
-      event: 'upload_finished',
-      outcome,
-      videoId: progress.videoId,
-      bytes: progress.bytes,
-      parts: progress.partsAcknowledged,
-      retries: progress.retries,
-      durationMs,
-      mibPerSecond: durationMs > 0 ? Number((mib / (durationMs / 1000)).toFixed(2)) : 0,
-    },
-    'upload finished',
-  );
-}
-
-function observerFor(metrics: RelayMetrics): UploadObserver {
-  return {
-    received: (bytes) => {
-      metrics.bytesReceived.inc(bytes);
-      metrics.bytesBuffered.inc(bytes);
-    },
-    partAcknowledged: (bytes, seconds) => {
-      metrics.bytesRelayed.inc(bytes);
-      metrics.bytesBuffered.dec(bytes);
-      metrics.partDuration.observe(seconds);
-    },
-    released: (bytes) => metrics.bytesBuffered.dec(bytes),
-    retried: (reason) => metrics.upstreamRetries.inc({ reason }),
-  };
-}
-
-/** UPLOAD_REQUEST_TIMEOUT_MS, enforced here (not by Node) so it ends with a problem and a clean-up. */
-function uploadDeadline(ms: number, stop: AbortController): NodeJS.Timeout | undefined {
-  if (ms <= 0) return undefined;
-  const error = new RelayError('upload_timeout', `The upload took longer than ${ms} ms.`);
-  return setTimeout(() => stop.abort(error), ms).unref();
+/** A Content-Length Node's parser has accepted (so the body cannot exceed it), or undefined. */
+function contentLength(req: Request): number | undefined {
+  const header = req.headers['content-length'];
+  if (header === undefined || !/^\d+$/.test(header)) return undefined;
+  const n = Number(header);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }

@@ -1,29 +1,52 @@
-import type { IncomingMessage } from 'node:http';
-import { Server } from '@tus/server';
-import type { Locker, Upload } from '@tus/utils';
-import { Router, type RequestHandler } from 'express';
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
-import type { ApiVideoClient } from '../apivideo/client';
-import { RelayError, isRelayError } from '../errors';
+import { formatBytes } from '../config';
+import { RelayError } from '../errors';
 import { principalOf } from '../http/client-auth';
-import { uploadTarget, type FieldValues } from '../upload/video-fields';
-import { RelayStore, tusError } from './relay-store';
-import type { SessionStore, UploadSession } from './sessions';
+import { continueIfExpected } from '../http/linger';
+import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
+import type { RelayMetrics } from '../metrics';
+import {
+  ClientGone,
+  freshState,
+  type TailChange,
+  type UploadEngine,
+  type UploadObserver,
+} from '../upload/engine';
+import { uploadTarget, type FieldValues, type UploadTarget } from '../upload/video-fields';
+import type { SessionStore, TailWrite, UploadSession } from './session-store';
+import type { UploadLocker } from './upload-lock';
+import {
+  OFFSET_STREAM,
+  TUS_EXTENSIONS,
+  TUS_VERSION,
+  UPLOAD_ID,
+  parseCount,
+  parseMetadata,
+} from './tus-protocol';
 
 export const UPLOADS_PATH = '/v1/uploads';
 
-export interface ResumableDeps {
-  client: ApiVideoClient;
+export interface ResumableDeps extends GuardDeps {
+  engine: UploadEngine;
   sessions: SessionStore;
-  locker: Locker;
-  partSize: number;
-  maxFileSize: number;
-  ttlMs: number;
-  trustProxy: boolean;
+  locker: UploadLocker;
+  observer: UploadObserver;
+  metrics: RelayMetrics;
   logger: Logger;
+  authenticate: RequestHandler;
+  /** Admission (drain, concurrency, per-client): for requests that start or move an upload. */
+  admit: RequestHandler;
+  ttlMs: number;
+  maxSessionsPerClient: number;
+  /** Bytes all tails together may hold in the session store. */
+  maxStoredBytes: number;
+  metadataLimits: { maxEntries: number; maxValueBytes: number };
+  /** How long a request waits for another instance's lock on the same upload. */
+  lockWaitMs?: number;
 }
-
-type NodeReqWithPrincipal = IncomingMessage & { relayPrincipal?: string };
 
 /** tus metadata as form fields: `tags` is a comma-separated list there. */
 function fieldsOf(metadata: Record<string, string | null>): FieldValues {
@@ -43,91 +66,371 @@ function fieldsOf(metadata: Record<string, string | null>): FieldValues {
   return fields;
 }
 
-function targetOf(metadata: Record<string, string | null>) {
-  return uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
+function notFound(): RelayError {
+  return new RelayError('upload_not_found', 'There is no such upload (it may have expired).');
 }
+
+const header = (req: Request, name: string): string | undefined => {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+};
 
 /**
  * /v1/uploads: tus 1.0 (creation, creation-with-upload, creation-defer-length, termination,
- * expiration) through @tus/server, with our client auth in front and a store that relays to
- * api.video. Only the principal that created an upload may resume, read or terminate it.
+ * expiration) as a thin adapter on the upload engine: it loads and saves the session between
+ * requests and answers offsets; the engine moves the bytes. The upload id a request acts on is
+ * the one Express parsed from the path, and the ownership check reads that same id.
  */
 export function resumableRoutes(deps: ResumableDeps): {
   router: Router;
-  store: RelayStore;
-  tus: Server;
+  sweepExpired(): Promise<number>;
 } {
-  const store = new RelayStore({
-    client: deps.client,
-    sessions: deps.sessions,
-    partSize: deps.partSize,
-    ttlMs: deps.ttlMs,
-    logger: deps.logger,
-    targetOf: (session: UploadSession) => targetOf(session.metadata),
-  });
-  const tus = new Server({
-    path: UPLOADS_PATH,
-    datastore: store,
-    locker: deps.locker,
-    relativeLocation: true,
-    respectForwardedHeaders: deps.trustProxy,
-    maxSize: deps.maxFileSize > 0 ? deps.maxFileSize : undefined,
-    disableTerminationForFinishedUploads: true,
-    allowedHeaders: ['Authorization', 'X-Request-Id'],
-    exposedHeaders: ['Upload-Video-Id', 'X-Request-Id'],
-    onUploadCreate: async (req, upload: Upload) => {
-      const nodeReq = (req as unknown as { runtime?: { node?: { req: NodeReqWithPrincipal } } })
-        .runtime?.node?.req;
-      if (upload.size === 0) throw tusError(new RelayError('empty_file', 'The file has no bytes.'));
-      try {
-        targetOf(upload.metadata ?? {});
-      } catch (err) {
-        if (isRelayError(err)) throw tusError(err);
-        throw err;
-      }
-      store.pendingOwners.set(upload.id, nodeReq?.relayPrincipal ?? 'anonymous');
-      return {};
-    },
-    onUploadFinish: async (_req, upload: Upload) => {
-      const stored = await deps.sessions.load(upload.id);
-      return stored?.session.videoId
-        ? { headers: { 'Upload-Video-Id': stored.session.videoId } }
-        : {};
-    },
-  });
-
+  const { sessions, locker, engine, metrics } = deps;
+  const lockWaitMs = deps.lockWaitMs ?? 10_000;
   const router = Router();
-  const ownerOnly: RequestHandler = async (req, res, next) => {
-    const stored = await deps.sessions.load(String(req.params.id));
-    if (stored && stored.session.owner !== principalOf(res).id) {
-      return next(new RelayError('forbidden', 'This upload was started by someone else.'));
+
+  /** Every answer under /v1/uploads says its tus version; requests must speak 1.0.0. */
+  const tusVersion: RequestHandler = (req, res, next) => {
+    res.setHeader('Tus-Resumable', TUS_VERSION);
+    if (req.method === 'OPTIONS') return next();
+    // X-HTTP-Method-Override: for clients behind proxies that only pass GET and POST.
+    const override = header(req, 'x-http-method-override')?.toUpperCase();
+    if (req.method === 'POST' && (override === 'PATCH' || override === 'DELETE'))
+      req.method = override;
+    if (req.method === 'GET') return next();
+    if (header(req, 'tus-resumable') !== TUS_VERSION) {
+      res.setHeader('Tus-Version', TUS_VERSION);
+      return next(new RelayError('tus_version_unsupported', `Send Tus-Resumable: ${TUS_VERSION}.`));
     }
     next();
   };
-  router.get(`${UPLOADS_PATH}/:id`, ownerOnly, async (req, res, next) => {
-    // Express routes HEAD to GET handlers; tus's HEAD (the offset) is tus's to answer.
-    if (req.method === 'HEAD') return next('route');
-    const stored = await deps.sessions.load(String(req.params.id));
-    if (!stored)
-      return next(
-        new RelayError('route_not_found', 'There is no such upload (it may have expired).'),
+
+  /** The session an id names, for its owner only: anyone else is told it does not exist. */
+  async function ownSession(id: string, res: Response): Promise<UploadSession> {
+    if (!UPLOAD_ID.test(id)) throw notFound();
+    const session = await sessions.get(id);
+    if (!session || session.owner !== principalOf(res).id) throw notFound();
+    return session;
+  }
+
+  const offsetOf = (session: UploadSession) => session.state.ackedBytes + session.tailBytes;
+
+  function describe(res: Response, session: UploadSession): void {
+    res.setHeader('Upload-Offset', String(offsetOf(session)));
+    if (session.length === undefined) res.setHeader('Upload-Defer-Length', '1');
+    else res.setHeader('Upload-Length', String(session.length));
+    res.setHeader('Upload-Expires', new Date(session.expiresAt).toUTCString());
+    if (session.completed && session.state.videoId)
+      res.setHeader('Upload-Video-Id', session.state.videoId);
+  }
+
+  const discover: RequestHandler = (_req, res) => {
+    res.setHeader('Tus-Version', TUS_VERSION);
+    res.setHeader('Tus-Extension', TUS_EXTENSIONS.join(','));
+    if (engine.settings.maxFileSize > 0)
+      res.setHeader('Tus-Max-Size', String(engine.settings.maxFileSize));
+    res.status(204).end();
+  };
+
+  const create: RequestHandler = async (req, res) => {
+    const principal = principalOf(res).id;
+    const length = parseCount('Upload-Length', header(req, 'upload-length'));
+    const deferred = header(req, 'upload-defer-length');
+    if (deferred !== undefined && deferred !== '1')
+      throw new RelayError('invalid_tus_header', 'Upload-Defer-Length must be 1.');
+    if ((length === undefined) === (deferred === undefined))
+      throw new RelayError(
+        'invalid_tus_header',
+        'Send either Upload-Length or Upload-Defer-Length: 1.',
       );
-    const { session, tail } = stored;
+    if (length === 0) throw new RelayError('empty_file', 'The file has no bytes.');
+    checkSize(length);
+    const rawMetadata = header(req, 'upload-metadata');
+    const metadata = parseMetadata(rawMetadata, deps.metadataLimits);
+    const target: UploadTarget = uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
+    const now = Date.now();
+    const session: UploadSession = {
+      id: randomBytes(16).toString('base64url'),
+      owner: principal,
+      length,
+      rawMetadata,
+      target,
+      state: freshState(),
+      tailBytes: 0,
+      completed: false,
+      video: undefined,
+      createdAt: now,
+      expiresAt: now + deps.ttlMs,
+    };
+    if (!(await sessions.create(session, deps.maxSessionsPerClient))) {
+      throw new RelayError(
+        'too_many_sessions',
+        `You have ${deps.maxSessionsPerClient} unfinished resumable uploads; finish or terminate one first.`,
+        { headers: { 'Retry-After': '60' } },
+      );
+    }
+    metrics.uploadsStarted.inc({ route: 'resumable' });
+    req.log.info(
+      { event: 'upload_created', uploadId: session.id, principal, length },
+      'resumable upload created',
+    );
+    res.setHeader('Location', `${UPLOADS_PATH}/${session.id}`);
+    res.setHeader('Upload-Expires', new Date(session.expiresAt).toUTCString());
+    const withUpload =
+      header(req, 'content-type')?.toLowerCase().startsWith(OFFSET_STREAM) &&
+      (header(req, 'content-length') ?? '0') !== '0';
+    if (!withUpload) return void res.status(201).end();
+    await write(req, res, session.id, 0, 201);
+  };
+
+  function checkSize(length: number | undefined): void {
+    const max = engine.settings.maxFileSize;
+    if (length !== undefined && max > 0 && length > max)
+      throw new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
+  }
+
+  const head: RequestHandler = async (req, res) => {
+    const session = await ownSession(String(req.params.id), res);
+    describe(res, session);
+    if (session.rawMetadata) res.setHeader('Upload-Metadata', session.rawMetadata);
+    res.setHeader('Cache-Control', 'no-store');
+    res.status(200).end();
+  };
+
+  const info: RequestHandler = async (req, res) => {
+    const session = await ownSession(String(req.params.id), res);
+    res.setHeader('Cache-Control', 'no-store');
     res.json({
       id: session.id,
-      offset: session.ackedBytes + tail.length,
+      offset: offsetOf(session),
       length: session.length ?? null,
       completed: session.completed,
-      videoId: session.videoId ?? null,
+      videoId: session.state.videoId ?? null,
       video: session.video ?? null,
       expiresAt: new Date(session.expiresAt).toISOString(),
     });
-  });
-  const handOver: RequestHandler = (req, res) => {
-    (req as NodeReqWithPrincipal).relayPrincipal = principalOf(res).id;
-    void tus.handle(req, res);
   };
-  router.all(`${UPLOADS_PATH}/:id`, ownerOnly, handOver);
-  router.all(UPLOADS_PATH, handOver);
-  return { router, store, tus };
+
+  const patch: RequestHandler = async (req, res) => {
+    const id = String(req.params.id);
+    if (!UPLOAD_ID.test(id)) throw notFound();
+    if (!header(req, 'content-type')?.toLowerCase().startsWith(OFFSET_STREAM))
+      throw new RelayError('unsupported_media_type', `Send the bytes as ${OFFSET_STREAM}.`);
+    const offset = parseCount('Upload-Offset', header(req, 'upload-offset'));
+    if (offset === undefined)
+      throw new RelayError('invalid_tus_header', 'Upload-Offset is required.');
+    await write(req, res, id, offset, 204);
+  };
+
+  /**
+   * One request's bytes into an upload: under its lock, from the offset the client names, through
+   * the engine; then the durable state is saved and the offset answered.
+   */
+  async function write(
+    req: Request,
+    res: Response,
+    id: string,
+    offset: number,
+    status: 201 | 204,
+  ): Promise<void> {
+    const principal = principalOf(res).id;
+    const log = req.log.child({ principal, uploadId: id });
+    const guard = guardUploadRequest(res, deps);
+    let lock: Awaited<ReturnType<UploadLocker['acquire']>> | undefined;
+    try {
+      lock = await locker.acquire(
+        id,
+        AbortSignal.any([guard.signal, AbortSignal.timeout(lockWaitMs)]),
+        () => guard.abort(superseded()),
+      );
+      const session = await ownSession(id, res);
+      if (session.completed && offset === offsetOf(session) && !hasBody(req)) {
+        describe(res, session);
+        return void res.status(status).end();
+      }
+      if (offset !== offsetOf(session))
+        throw new RelayError(
+          'offset_mismatch',
+          `Upload-Offset is ${offset}, but the upload is at ${offsetOf(session)}: ask with HEAD and resume from there.`,
+        );
+      const declared = parseCount('Upload-Length', header(req, 'upload-length'));
+      if (declared !== undefined) {
+        if (session.length !== undefined && declared !== session.length)
+          throw new RelayError('invalid_tus_header', 'Upload-Length cannot change.');
+        if (declared < offset)
+          throw new RelayError('invalid_tus_header', 'Upload-Length is below the offset.');
+        checkSize(declared);
+        session.length = declared;
+      }
+      if (session.tailBytes > 0 || hasBody(req)) {
+        const held = await sessions.heldBytes();
+        if (held >= deps.maxStoredBytes)
+          throw new RelayError(
+            'session_store_full',
+            'The relay holds as many resumable bytes as it may; retry shortly.',
+            { headers: { 'Retry-After': '30' } },
+          );
+      }
+      continueIfExpected(req, res);
+      // Our own stream over the body: stopping it must not destroy the socket we answer on.
+      const file = req.pipe(new PassThrough());
+      const signal = AbortSignal.any([guard.signal, lock.lost]);
+      const tailBefore = session.tailBytes;
+      const result = await engine.transfer({
+        identity: { uploadId: id, route: 'resumable', principal, startedAt: session.createdAt },
+        target: session.target,
+        state: session.state,
+        file,
+        signal,
+        logger: log,
+        end: { kind: 'length', length: session.length },
+        carried: { bytes: session.tailBytes, load: () => sessions.tail(id) },
+        checkpoint: async (state, consumedCarried) => {
+          if (lock!.lost.aborted) throw lock!.lost.reason;
+          // `state` is a snapshot; session.state stays the live object the engine updates.
+          const before = session.tailBytes;
+          const tailBytes = consumedCarried ? 0 : before;
+          const completed = session.length !== undefined && state.ackedBytes === session.length;
+          const tail: TailWrite = consumedCarried
+            ? { kind: 'replace', chunks: [] }
+            : { kind: 'keep' };
+          await sessions.save({ ...session, state, tailBytes, completed }, tail, before);
+          session.tailBytes = tailBytes;
+          session.completed = completed;
+        },
+      });
+      req.unpipe(file);
+      if (result.kind === 'completed') {
+        session.completed = true;
+        session.video = result.video;
+        const before = session.tailBytes;
+        session.tailBytes = 0;
+        await sessions.save(session, { kind: 'replace', chunks: [] }, before);
+        describe(res, session);
+        return void res.status(status).end();
+      }
+      if (lock.lost.aborted) throw lock.lost.reason;
+      await keepTail(session, result.tail, tailBefore);
+      if (result.kind === 'paused') {
+        describe(res, session);
+        return void res.status(status).end();
+      }
+      const { error } = result;
+      deps.observer.interrupted('resumable', error.code);
+      log.warn(
+        {
+          event: 'upload_interrupted',
+          code: error.code,
+          videoId: session.state.videoId,
+          offset: offsetOf(session),
+        },
+        'resumable upload interrupted; it can be resumed from its offset',
+      );
+      if (error instanceof ClientGone) return;
+      res.setHeader('Upload-Offset', String(offsetOf(session)));
+      throw error;
+    } finally {
+      guard.done();
+      await lock?.release();
+    }
+  }
+
+  /** Saves what the engine says to keep; the record's offset then counts exactly those bytes. */
+  async function keepTail(session: UploadSession, tail: TailChange, tailBefore: number) {
+    const write: TailWrite =
+      tail.kind === 'append'
+        ? { kind: 'append', chunks: tail.chunks }
+        : { kind: 'replace', chunks: tail.chunks };
+    const current = session.tailBytes;
+    session.tailBytes = tail.kind === 'append' ? tailBefore + tail.bytes : tail.bytes;
+    await sessions.save(session, write, current);
+  }
+
+  const terminate: RequestHandler = async (req, res) => {
+    const id = String(req.params.id);
+    if (!UPLOAD_ID.test(id)) throw notFound();
+    const lock = await locker.acquire(id, AbortSignal.timeout(lockWaitMs), () => undefined);
+    try {
+      const session = await ownSession(String(req.params.id), res);
+      if (session.completed)
+        throw new RelayError('upload_completed', 'This upload is complete; its video stays.');
+      await engine.fail({
+        identity: identityOf(session),
+        target: session.target,
+        state: session.state,
+        code: 'upload_terminated',
+        kind: 'failed',
+        bytesReceived: offsetOf(session),
+        logger: req.log,
+      });
+      await sessions.remove(session);
+      res.status(204).end();
+    } finally {
+      await lock.release();
+    }
+  };
+
+  const identityOf = (session: UploadSession) => ({
+    uploadId: session.id,
+    route: 'resumable' as const,
+    principal: session.owner,
+    startedAt: session.createdAt,
+  });
+
+  /** Sessions past their expiry: containers the relay made are deleted, then the sessions. */
+  async function sweepExpired(): Promise<number> {
+    let removed = 0;
+    for (const id of await sessions.expired(Date.now(), 100)) {
+      let lock;
+      try {
+        lock = await locker.acquire(id, AbortSignal.timeout(1_000), () => undefined);
+        const session = await sessions.get(id);
+        if (!session) continue;
+        if (!session.completed) {
+          await engine.fail({
+            identity: identityOf(session),
+            target: session.target,
+            state: session.state,
+            code: 'upload_expired',
+            kind: 'expired',
+            bytesReceived: offsetOf(session),
+            logger: deps.logger,
+          });
+        }
+        await sessions.remove(session);
+        removed += 1;
+      } catch (err) {
+        deps.logger.warn({ uploadId: id, err: String(err) }, 'could not remove an expired upload');
+      } finally {
+        await lock?.release();
+      }
+    }
+    if (removed > 0) deps.logger.info({ removed }, 'removed expired resumable uploads');
+    return removed;
+  }
+
+  const catchAll: RequestHandler = (req, _res, next) =>
+    next(new RelayError('route_not_found', `There is no ${req.method} ${req.path}.`));
+
+  router.use(UPLOADS_PATH, tusVersion);
+  router.options([UPLOADS_PATH, `${UPLOADS_PATH}/:id`], discover);
+  router.post(UPLOADS_PATH, deps.authenticate, deps.admit, create);
+  router.head(`${UPLOADS_PATH}/:id`, deps.authenticate, head);
+  router.get(`${UPLOADS_PATH}/:id`, deps.authenticate, info);
+  router.patch(`${UPLOADS_PATH}/:id`, deps.authenticate, deps.admit, patch);
+  router.delete(`${UPLOADS_PATH}/:id`, deps.authenticate, terminate);
+  router.all([UPLOADS_PATH, `${UPLOADS_PATH}/*rest`], catchAll);
+  return { router, sweepExpired };
+}
+
+function hasBody(req: Request): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+}
+
+function superseded(): RelayError {
+  return new RelayError(
+    'upload_locked',
+    'A newer request for this upload took over; this one stopped at the durable offset.',
+  );
 }

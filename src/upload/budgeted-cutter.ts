@@ -113,6 +113,22 @@ export class BudgetedCutter {
     }
   }
 
+  /**
+   * Makes room reserved elsewhere (empty) the next part's: a resumed upload reserves before it
+   * loads the bytes it carried over, so they are never held unreserved.
+   */
+  adopt(reservation: Reservation): void {
+    if (this.open) throw new Error('a part is already open');
+    this.open = {
+      number: this.nextNumber++,
+      reservation,
+      chunks: [],
+      block: undefined,
+      blockFill: 0,
+      fillMs: 0,
+    };
+  }
+
   /** The last part (its room shrunk to its size), or undefined when no byte ever arrived. */
   finish(): HeldPart | undefined {
     const open = this.open;

@@ -168,6 +168,12 @@ export class Reservation {
     this.account.adjustHeld(n);
   }
 
+  /** The bytes held here moved on (into a part that adopts this room): the room stays reserved. */
+  unhold(): void {
+    this.account.adjustHeld(-this.heldBytes);
+    this.heldBytes = 0;
+  }
+
   /** The part turned out smaller (the last one): gives back the room it will never use. */
   shrinkToHeld(): void {
     const excess = this.bytes - this.heldBytes;

@@ -56,7 +56,8 @@ export class PartQueue<T> {
     this.onFailure(error);
   }
 
-  private throwIfFailed(): void {
+  /** Throws the first failure, if any. */
+  throwIfFailed(): void {
     if (this.failure) throw this.failure.error;
   }
 }

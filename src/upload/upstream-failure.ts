@@ -1,7 +1,9 @@
 import {
   ApiVideoHttpError,
+  ApiVideoInvalidIdError,
   ApiVideoKeyRejectedError,
   ApiVideoNetworkError,
+  ApiVideoProxyError,
 } from '../apivideo/errors';
 import { RelayError, isRelayError } from '../errors';
 
@@ -28,6 +30,26 @@ export function toRelayError(err: unknown): RelayError {
       `The TLS connection to api.video failed (${err.causeCode}); a proxy or gateway may need APIVIDEO_CA_FILE.`,
       { cause: err },
     );
+  }
+  if (err instanceof ApiVideoProxyError) {
+    return new RelayError(
+      'upstream_proxy_error',
+      `The outbound proxy refused the connection to api.video (${err.status}).`,
+      { cause: err },
+    );
+  }
+  if (
+    (err instanceof ApiVideoNetworkError && err.code === 'timeout') ||
+    (err as Error)?.name === 'TimeoutError' // an AbortSignal.timeout() the caller set
+  ) {
+    return new RelayError('upstream_timeout', 'api.video did not answer in time.', {
+      cause: err,
+    });
+  }
+  if (err instanceof ApiVideoInvalidIdError) {
+    return new RelayError('invalid_video_id', 'That is not an api.video video id.', {
+      cause: err,
+    });
   }
   if (err instanceof ApiVideoNetworkError) {
     return new RelayError(

@@ -1,3 +1,4 @@
+import { isVideoId } from '../apivideo/video-id';
 import { RelayError } from '../errors';
 import type { VideoCreationPayload } from '../apivideo/types';
 
@@ -8,7 +9,6 @@ export type FieldValues = Map<string, string[]>;
 export type UploadTarget =
   { kind: 'create'; payload: VideoCreationPayload } | { kind: 'existing'; videoId: string };
 
-const VIDEO_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_TEXT = 4096;
 
 export function fieldValuesFromQuery(query: Record<string, unknown>): FieldValues {
@@ -37,8 +37,8 @@ export function uploadTarget(fields: FieldValues, filename: string | undefined):
   };
   const videoId = one('videoId');
   if (videoId !== undefined) {
-    if (!VIDEO_ID.test(videoId))
-      throw new RelayError('invalid_field', '"videoId" is not a video id');
+    if (!isVideoId(videoId))
+      throw new RelayError('invalid_video_id', `"videoId" is not an api.video video id.`);
     return { kind: 'existing', videoId };
   }
   const payload: VideoCreationPayload = { title: one('title') ?? titleFromFilename(filename) };

@@ -1,3 +1,5 @@
+import type { VideoCreationPayload } from '../../src/apivideo/types';
+import { withOwner } from '../../src/upload/owner';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/app';
 
 export const TEST_API_KEY = 'test-key-7c1f9a2e5b';
@@ -13,4 +15,9 @@ export function inspectVideo(emulator: RunningEmulator, videoId: string) {
   const record = emulator.videos.inspect(videoId);
   if (!record) throw new Error(`the emulator never saw video ${videoId}`);
   return { deleted: record.deleted, input: record.input, ...record.assembly.summary() };
+}
+
+/** A creation payload marked as uploaded through the relay by `principal`. */
+export function ownedBy(principal: string, payload: VideoCreationPayload): VideoCreationPayload {
+  return withOwner(payload, principal);
 }

@@ -1,20 +1,23 @@
 import { Writable } from 'node:stream';
 import type { Server } from 'node:http';
-import { ApiVideoClient } from '../../src/apivideo/client';
+import { ApiVideoClient, type ApiVideoClientOptions } from '../../src/apivideo/client';
 import { createApp, type AppDeps } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import type { RunningEmulator } from '../../src/emulator/app';
+import { Lifecycle } from '../../src/lifecycle';
 import { createLogger } from '../../src/logger';
 import { createHttpServer, listen } from '../../src/server';
 import { TEST_API_KEY } from './emulator';
 
 export interface TestRelay {
   url: string;
+  /** The drain state: tests start a drain with lifecycle.drain(). */
+  lifecycle: Lifecycle;
   server: Server;
   config: Config;
   client: ApiVideoClient;
-  /** The resumable uploads' store (to sweep expired sessions on demand). */
-  resumableStore: { deleteExpired(): Promise<number> };
+  /** Sweeps expired resumable sessions on demand (main.ts does it on a timer). */
+  sweepExpired(): Promise<number>;
   /** Every log line written so far, parsed. */
   logs(): Array<Record<string, unknown>>;
   rawLogs(): string;
@@ -27,6 +30,9 @@ export interface TestRelayOptions {
   apiKey?: string;
   authScheme?: 'basic' | 'bearer';
   resumable?: AppDeps['resumable'];
+  outcomeSinks?: AppDeps['outcomeSinks'];
+  /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
+  client?: Partial<ApiVideoClientOptions>;
 }
 
 /**
@@ -60,9 +66,13 @@ export async function startTestRelay(
     authScheme: options.authScheme ?? config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
     retry: { baseDelayMs: 5, maxDelayMs: 100 },
+    ...options.client,
   });
+  const lifecycle = new Lifecycle();
   const app = createApp({
     config,
+    lifecycle,
+    outcomeSinks: options.outcomeSinks,
     logger,
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },
@@ -72,10 +82,12 @@ export async function startTestRelay(
   const url = await listen(server, 0, '127.0.0.1');
   return {
     url,
+    lifecycle,
     server,
     config,
     client,
-    resumableStore: (app.locals.resumable as { store: { deleteExpired(): Promise<number> } }).store,
+    sweepExpired: () =>
+      (app.locals.resumable as { sweepExpired(): Promise<number> }).sweepExpired(),
     rawLogs: () => lines,
     logs: () =>
       lines

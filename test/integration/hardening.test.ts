@@ -75,7 +75,7 @@ describe('static tokens', () => {
 });
 
 describe('JWT', () => {
-  test('HS256 with issuer and audience: sub is the principal; bad tokens are 401', async () => {
+  test('HS256 with issuer and audience: jwt:<sub> is the principal; bad tokens are 401', async () => {
     const relay = await relayWith({
       RELAY_JWT_SECRET: JWT_SECRET,
       RELAY_JWT_ISSUER: 'https://idp.test',
@@ -94,7 +94,7 @@ describe('JWT', () => {
     expect(ok.status).toBe(201);
     expect(
       relay.logs().find((l) => l.event === 'upload_finished' && l.videoId === ok.body.videoId),
-    ).toMatchObject({ principal: 'user-42' });
+    ).toMatchObject({ principal: 'jwt:user-42' });
     for (const token of [
       await sign({ iss: 'https://evil.test' }),
       await sign({ aud: 'someone-else' }),
@@ -277,8 +277,10 @@ describe('metrics', () => {
     expect(
       value(after, 'relay_bytes_relayed_total') - value(okBefore, 'relay_bytes_relayed_total'),
     ).toBe(700 * 1024);
-    expect(after).toMatch(/relay_uploads_failed_total\{code="empty_file"\} 1/);
-    expect(after).toMatch(/relay_uploads_failed_total\{code="file_too_large"\} 1/);
+    expect(after).toMatch(/relay_uploads_failed_total\{route="videos",code="empty_file"\} 1/);
+    expect(after).toMatch(/relay_uploads_failed_total\{route="videos",code="file_too_large"\} 1/);
+    // Who uploaded is never a label: no client can mint new series.
+    expect(after).not.toMatch(/principal=/);
     expect(value(after, 'relay_part_upload_duration_seconds_count')).toBeGreaterThanOrEqual(1);
     expect(value(after, 'relay_uploads_in_progress')).toBe(0);
     expect(value(after, 'relay_bytes_buffered')).toBe(0);

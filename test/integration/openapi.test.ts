@@ -130,7 +130,7 @@ test('uploads: 201 multipart and raw, and each kind of problem', async () => {
     '/v1/videos',
     'post',
     await api
-      .post('/v1/videos?videoId=viMissing')
+      .post('/v1/videos?videoId=viMissing00000000')
       .set('Content-Type', 'video/mp4')
       .send(Buffer.alloc(10)),
   ); // 404
@@ -153,7 +153,8 @@ test('uploads: 201 multipart and raw, and each kind of problem', async () => {
   }); // 413
   const videoId = (created.body as { videoId: string }).videoId;
   conforms('/v1/videos/{videoId}', 'get', await api.get(`/v1/videos/${videoId}`));
-  conforms('/v1/videos/{videoId}', 'get', await api.get('/v1/videos/viMissing'));
+  conforms('/v1/videos/{videoId}', 'get', await api.get('/v1/videos/viMissing00000000'));
+  conforms('/v1/videos/{videoId}', 'get', await api.get('/v1/videos/%2e%2e')); // 400
 });
 
 test('operations: health, readiness (both ways), metrics (open and locked)', async () => {

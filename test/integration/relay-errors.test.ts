@@ -6,7 +6,7 @@ import request from 'supertest';
 import { request as undiciRequest } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB, randomBytesOf, randomStream } from '../helpers/data';
-import { inspectVideo, startTestEmulator } from '../helpers/emulator';
+import { inspectVideo, ownedBy, startTestEmulator } from '../helpers/emulator';
 import { RawHttp } from '../helpers/raw-http';
 import { eventually } from '../helpers/wait';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
@@ -101,7 +101,6 @@ describe('bad forms', () => {
       ['public', 'maybe'],
       ['metadata', '[1]'],
       ['metadata', '{"a":1}'],
-      ['videoId', '../x'],
     ]) {
       const res = await request(relay.url)
         .post('/v1/videos')
@@ -109,6 +108,11 @@ describe('bad forms', () => {
         .attach('file', Buffer.from('x'), 'a.mp4');
       expect(res.body).toMatchObject({ status: 400, code: 'invalid_field' });
     }
+    const badId = await request(relay.url)
+      .post('/v1/videos')
+      .field('videoId', '../x')
+      .attach('file', Buffer.from('x'), 'a.mp4');
+    expect(badId.body).toMatchObject({ status: 400, code: 'invalid_video_id' });
     expect(videoCount()).toBe(before);
   });
 
@@ -139,7 +143,7 @@ describe('bad forms', () => {
   });
 
   test('a container the client named is never deleted, even when its upload fails', async () => {
-    const own = emulator.videos.create({ title: 'theirs' });
+    const own = emulator.videos.create(ownedBy('anonymous:127.0.0.1', { title: 'theirs' }));
     const answer = await uploadMultipart(relay.url, 7 * MiB, {
       fields: [['videoId', own.videoId]],
       after: [['x', 'y']],
@@ -273,7 +277,7 @@ describe('GET /v1/videos/{videoId}', () => {
     const res = await request(relay.url).get(answer.headers.location as string);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ videoId: answer.body.videoId });
-    const missing = await request(relay.url).get('/v1/videos/viNope');
+    const missing = await request(relay.url).get('/v1/videos/viNope00000000');
     expect(missing.body).toMatchObject({ status: 404, code: 'video_not_found' });
   });
 });

@@ -1,52 +1,45 @@
 /**
- * tus 1.0 at /v1/uploads, with sessions in the real Redis: tus-js-client uploads the size table
- * byte-exact, small chunks are never asked again, and termination, expiry and ownership hold.
+ * tus 1.0 at /v1/uploads on the one upload engine, with sessions in the real Redis: tus-js-client
+ * uploads the size table byte-exact, small chunks are never asked again, the offset never claims
+ * what api.video has not acknowledged, and termination, expiry and ownership hold.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { request as undici } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
-import { RedisLocker } from '../../src/resumable/redis-locker';
-import { RedisSessionStore } from '../../src/resumable/sessions';
+import { RedisLocker } from '../../src/resumable/upload-lock';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
-import { startTestRelay, type TestRelay } from '../helpers/relay';
+import {
+  TOKEN_A,
+  TOKEN_B,
+  TUS,
+  auth,
+  createUpload,
+  headOffset,
+  patch,
+  relayWithRedis,
+  testPrefix,
+  type RedisRelay,
+} from '../helpers/resumable';
+import { tcpProxy } from '../helpers/tcp-proxy';
 import { tusUpload } from '../helpers/tus';
 import { eventually } from '../helpers/wait';
 
-const TOKEN_A = 'tus-token-alpha-0123456789';
-const TOKEN_B = 'tus-token-bravo-0123456789';
-const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
 let emulator: RunningEmulator;
-let relay: TestRelay;
-const redises: Redis[] = [];
-
-async function relayWithRedis(env: Record<string, string> = {}) {
-  const redis = new Redis('redis://127.0.0.1:6379');
-  redises.push(redis);
-  return startTestRelay(emulator, {
-    env: {
-      RELAY_API_TOKENS: `${TOKEN_A},${TOKEN_B}`,
-      UPLOAD_PART_SIZE: '5MiB',
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
-    resumable: { sessions: new RedisSessionStore(redis), locker: new RedisLocker(redis) },
-  });
-}
+let main: RedisRelay;
+const url = () => main.relay.url;
 
 beforeAll(async () => {
   emulator = await startTestEmulator();
-  relay = await relayWithRedis();
+  main = await relayWithRedis(emulator);
 });
 afterAll(async () => {
-  await relay.close();
-  await emulator.close();
-  for (const r of redises) await r.quit();
+  await main?.close();
+  await emulator?.close();
 });
+afterEach(() => emulator.faults.clear());
 
-const endpoint = () => `${relay.url}/v1/uploads`;
+const endpoint = () => `${url()}/v1/uploads`;
 const P = 5 * MiB;
 
 test.each([1, P - 1, P, P + 1, 2 * P, 3 * P + 7])(
@@ -76,154 +69,191 @@ test('deferred length (Upload-Defer-Length): still labelled N/N, never an empty 
   expect(seen.parts.map((p) => p.label)).toEqual(['part 1/*', 'part 2/2']);
 });
 
-/** A TCP proxy that counts the bytes clients send, and can cut a connection after some bytes. */
-async function countingProxy(target: string, cutAfter?: number) {
-  const { port } = new URL(target);
-  let total = 0;
-  let cut = false;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(port), '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('data', (d: Buffer) => {
-      total += d.length;
-      if (cutAfter !== undefined && !cut && total > cutAfter) {
-        cut = true;
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      upstream.write(d);
+test('1 MiB chunks over 20 MiB: every chunk accepted at once, nothing sent twice', async () => {
+  const proxy = await tcpProxy(Number(new URL(url()).port));
+  try {
+    const data = randomBytesOf(20 * MiB);
+    let retries = 0;
+    const result = await tusUpload(`${proxy.url}/v1/uploads`, data, {
+      headers: auth(TOKEN_A),
+      chunkSize: MiB,
+      onShouldRetry: () => (retries++, true),
     });
-    upstream.on('data', (d: Buffer) => client.write(d));
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.on('error', () => undefined);
-    upstream.on('error', () => undefined);
-  }).listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    sent: () => total,
-    wasCut: () => cut,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
-
-test('1 MiB chunks over 40 MiB: every chunk accepted at once, nothing sent twice', async () => {
-  const proxy = await countingProxy(relay.url);
-  const data = randomBytesOf(40 * MiB);
-  let retries = 0;
-  const result = await tusUpload(`${proxy.url}/v1/uploads`, data, {
-    headers: auth(TOKEN_A),
-    chunkSize: MiB,
-    onShouldRetry: () => (retries++, true),
-  });
-  proxy.close();
-  expect(retries).toBe(0);
-  expect(inspectVideo(emulator, result.videoId!)).toMatchObject({
-    completed: true,
-    sha256: sha256(data),
-  });
-  // 40 PATCH bodies plus headers: a single re-sent chunk would add a whole MiB.
-  expect(proxy.sent()).toBeGreaterThanOrEqual(40 * MiB);
-  expect(proxy.sent()).toBeLessThan(40 * MiB + 64 * 1024);
-  expect(inspectVideo(emulator, result.videoId!).parts.every((p) => p.received === 1)).toBe(true);
+    expect(retries).toBe(0);
+    expect(inspectVideo(emulator, result.videoId!)).toMatchObject({
+      completed: true,
+      sha256: sha256(data),
+    });
+    // 20 PATCH bodies plus headers: a single re-sent chunk would add a whole MiB.
+    expect(proxy.sent()).toBeGreaterThanOrEqual(20 * MiB);
+    expect(proxy.sent()).toBeLessThan(20 * MiB + 64 * 1024);
+    expect(inspectVideo(emulator, result.videoId!).parts.every((p) => p.received === 1)).toBe(true);
+  } finally {
+    await proxy.close();
+  }
 });
 
 test('a connection cut mid-PATCH: the client resumes from the reported offset, byte-exact', async () => {
-  const proxy = await countingProxy(relay.url, 7 * MiB);
-  const data = randomBytesOf(12 * MiB);
-  const result = await tusUpload(`${proxy.url}/v1/uploads`, data, { headers: auth(TOKEN_A) });
-  proxy.close();
-  expect(proxy.wasCut()).toBe(true);
-  expect(inspectVideo(emulator, result.videoId!)).toMatchObject({
-    completed: true,
-    size: data.length,
-    sha256: sha256(data),
+  const proxy = await tcpProxy(Number(new URL(url()).port), { cutAfter: 7 * MiB });
+  try {
+    const data = randomBytesOf(12 * MiB);
+    const result = await tusUpload(`${proxy.url}/v1/uploads`, data, { headers: auth(TOKEN_A) });
+    expect(proxy.wasCut()).toBe(true);
+    expect(inspectVideo(emulator, result.videoId!)).toMatchObject({
+      completed: true,
+      size: data.length,
+      sha256: sha256(data),
+    });
+  } finally {
+    await proxy.close();
+  }
+});
+
+describe('the offset tells the truth', () => {
+  test('the last part refused on every try: no success, HEAD < length; after recovery the resume completes byte-exact', async () => {
+    const data = randomBytesOf(2 * P + 123);
+    emulator.faults.add({ target: 'part', part: 3, status: 500, times: 1000 });
+    let uploadUrl: string | undefined;
+    const failed = await tusUpload(endpoint(), data, {
+      headers: auth(TOKEN_A),
+      retryDelays: [0, 50],
+      removeFingerprintOnSuccess: false,
+      onUrl: (u) => (uploadUrl = u),
+    }).then(
+      () => 'reported success',
+      (err: Error) => err.message,
+    );
+    expect(failed).not.toBe('reported success');
+    expect(failed).toMatch(/502/);
+    const path = new URL(uploadUrl!).pathname;
+    const head = await headOffset(url(), path);
+    expect(head.offset).toBeLessThan(data.length);
+    const { body } = await request(url()).get(path).set(auth(TOKEN_A));
+    expect(body).toMatchObject({ completed: false, offset: head.offset, length: data.length });
+    expect(inspectVideo(emulator, body.videoId).completed).toBe(false);
+
+    emulator.faults.clear();
+    const resumed = await tusUpload(endpoint(), data, {
+      headers: auth(TOKEN_A),
+      uploadUrl: uploadUrl!,
+    });
+    expect(resumed.videoId).toBe(body.videoId);
+    const seen = inspectVideo(emulator, body.videoId);
+    expect(seen).toMatchObject({ completed: true, size: data.length, sha256: sha256(data) });
+    expect(seen.parts.at(-1)!.label).toBe('part 3/3');
+  });
+
+  test('the last part failing while the whole file is held: the offset stays one byte short', async () => {
+    const path = await createUpload(url(), 1000);
+    emulator.faults.add({ target: 'part', status: 500, times: 1000 });
+    const data = randomBytesOf(1000);
+    const answer = await patch(url(), path, 0, data);
+    expect(answer.status).toBe(502);
+    expect(JSON.parse(answer.body)).toMatchObject({ code: 'upstream_failed' });
+    expect(answer.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect((await headOffset(url(), path)).offset).toBe(999);
+    emulator.faults.clear();
+    const done = await patch(url(), path, 999, data.subarray(999));
+    expect(done).toMatchObject({ status: 204, offset: '1000' });
+    expect(done.headers['upload-video-id']).toMatch(/^vi/);
+    const videoId = String(done.headers['upload-video-id']);
+    expect(inspectVideo(emulator, videoId)).toMatchObject({
+      completed: true,
+      sha256: sha256(data),
+    });
+  });
+
+  test('a part in the middle failing: the offset stays at the acknowledged prefix plus what is held', async () => {
+    const path = await createUpload(url(), 3 * P);
+    emulator.faults.add({ target: 'part', part: 2, status: 500, times: 1000 });
+    const data = randomBytesOf(3 * P);
+    const answer = await patch(url(), path, 0, data);
+    expect(answer.status).toBe(502);
+    const offset = (await headOffset(url(), path)).offset;
+    // Part 1 acknowledged; part 2's bytes held (at most one part); nothing past them counted.
+    expect(offset).toBeGreaterThanOrEqual(P);
+    expect(offset).toBeLessThanOrEqual(2 * P);
+    emulator.faults.clear();
+    const done = await patch(url(), path, offset, data.subarray(offset));
+    expect(done.status).toBe(204);
+    expect(inspectVideo(emulator, String(done.headers['upload-video-id']))).toMatchObject({
+      completed: true,
+      sha256: sha256(data),
+    });
+  });
+
+  test('GET /v1/uploads/{id} and HEAD always agree', async () => {
+    const path = await createUpload(url(), 3 * MiB);
+    for (const [offset, size] of [
+      [0, MiB],
+      [MiB, 1],
+      [MiB + 1, MiB - 1],
+    ] as const) {
+      expect((await patch(url(), path, offset, randomBytesOf(size))).status).toBe(204);
+      const head = await headOffset(url(), path);
+      const { body } = await request(url()).get(path).set(auth(TOKEN_A));
+      expect(body.offset).toBe(head.offset);
+      expect(head.offset).toBe(offset + size);
+    }
   });
 });
 
-async function createUpload(length: number, token = TOKEN_A): Promise<string> {
-  const res = await request(relay.url)
-    .post('/v1/uploads')
-    .set(auth(token))
-    .set('Tus-Resumable', '1.0.0')
-    .set('Upload-Length', String(length))
-    .set('Upload-Metadata', `filename ${Buffer.from('x.mp4').toString('base64')}`);
-  expect(res.status).toBe(201);
-  return res.headers.location!;
-}
-
-function patch(path: string, offset: number, body: Buffer, token = TOKEN_A) {
-  return undici(`${relay.url}${path}`, {
-    method: 'PATCH',
-    headers: {
-      ...auth(token),
-      'Tus-Resumable': '1.0.0',
-      'Upload-Offset': String(offset),
-      'Content-Type': 'application/offset+octet-stream',
-    },
-    body,
-  }).then(async (r) => ({
-    status: r.statusCode,
-    offset: r.headers['upload-offset'],
-    body: await r.body.text(),
-  }));
-}
-
-test('two concurrent PATCHes for one upload never interleave: one wins, the other is refused', async () => {
-  const path = await createUpload(8 * MiB);
+test('two concurrent PATCHes for one upload never interleave: the offset holds one request’s bytes', async () => {
+  const path = await createUpload(url(), 8 * MiB);
   const a = randomBytesOf(6 * MiB);
   const b = randomBytesOf(6 * MiB);
-  const [ra, rb] = await Promise.all([patch(path, 0, a), patch(path, 0, b)]);
-  const won = [ra, rb].filter((r) => r.status === 204);
-  expect(won.length).toBeGreaterThanOrEqual(1);
-  const head = await request(relay.url).head(path).set(auth(TOKEN_A)).set('Tus-Resumable', '1.0.0');
-  const offset = Number(head.headers['upload-offset']);
-  // Whatever landed is one request's bytes from offset 0, never a mix of the two.
-  expect(offset).toBeGreaterThan(0);
+  const [ra, rb] = await Promise.all([patch(url(), path, 0, a), patch(url(), path, 0, b)]);
+  // The newer request takes over (the older stops at its durable offset, 423), or finds the
+  // offset moved (409): never both accepted from the same offset.
+  expect([ra.status, rb.status].filter((s) => s === 204).length).toBeLessThanOrEqual(1);
+  for (const r of [ra, rb]) expect([204, 409, 423]).toContain(r.status);
+  const offset = (await headOffset(url(), path)).offset;
   expect(offset).toBeLessThanOrEqual(6 * MiB);
-  const winner = ra.status === 204 && Number(ra.offset) === offset ? a : b;
   const rest = randomBytesOf(8 * MiB - offset);
-  const done = await patch(path, offset, rest);
+  const done = await patch(url(), path, offset, rest);
   expect(done.status).toBe(204);
-  const { body } = await request(relay.url).get(path).set(auth(TOKEN_A));
-  expect(inspectVideo(emulator, body.videoId)).toMatchObject({
-    completed: true,
-    sha256: sha256([winner.subarray(0, offset), rest]),
-  });
+  const videoId = String(done.headers['upload-video-id']);
+  const seen = inspectVideo(emulator, videoId).sha256;
+  const fromA = sha256([a.subarray(0, offset), rest]);
+  const fromB = sha256([b.subarray(0, offset), rest]);
+  expect([fromA, fromB]).toContain(seen);
+});
+
+test('a newer PATCH takes over from a stalled one at once (a phone that reconnected)', async () => {
+  const path = await createUpload(url(), 4 * MiB);
+  let feed!: (chunk: Buffer | null) => void;
+  const stalled = (async function* () {
+    yield randomBytesOf(MiB);
+    await new Promise<void>((resolve) => (feed = () => resolve()));
+  })();
+  const first = patch(url(), path, 0, stalled);
+  await eventually(async () => (await headOffset(url(), path)).offset === 0 && feed !== undefined);
+  // The second request names offset 0 too, since nothing was durable when it asked.
+  const second = await patch(url(), path, 0, randomBytesOf(4 * MiB));
+  expect([204, 409]).toContain(second.status);
+  expect((await first).status).toBe(423);
+  feed(null);
 });
 
 test('only the principal that created an upload may read, resume or terminate it', async () => {
-  const path = await createUpload(100);
-  expect(
-    (await request(relay.url).head(path).set(auth(TOKEN_B)).set('Tus-Resumable', '1.0.0')).status,
-  ).toBe(403);
-  expect((await patch(path, 0, Buffer.alloc(10), TOKEN_B)).status).toBe(403);
-  expect(
-    (await request(relay.url).delete(path).set(auth(TOKEN_B)).set('Tus-Resumable', '1.0.0')).status,
-  ).toBe(403);
-  expect((await request(relay.url).get(path).set(auth(TOKEN_B))).body).toMatchObject({
-    code: 'forbidden',
-  });
-  expect(
-    (
-      await request(relay.url)
-        .post('/v1/uploads')
-        .set('Tus-Resumable', '1.0.0')
-        .set('Upload-Length', '5')
-    ).status,
-  ).toBe(401);
+  const path = await createUpload(url(), 100);
+  expect((await headOffset(url(), path, TOKEN_B)).status).toBe(404);
+  expect((await patch(url(), path, 0, Buffer.alloc(10), TOKEN_B)).status).toBe(404);
+  expect((await request(url()).delete(path).set(auth(TOKEN_B)).set(TUS)).status).toBe(404);
+  const other = await request(url()).get(path).set(auth(TOKEN_B));
+  expect(other.status).toBe(404);
+  expect(other.body).toMatchObject({ code: 'upload_not_found' });
+  expect((await request(url()).post('/v1/uploads').set(TUS).set('Upload-Length', '5')).status).toBe(
+    401,
+  );
+  // The owner still sees it, untouched.
+  expect(await headOffset(url(), path)).toMatchObject({ status: 200, offset: 0 });
 });
 
 test('GET /v1/uploads/{id} tells the offset, and the videoId once complete', async () => {
   const data = randomBytesOf(1000);
   const result = await tusUpload(endpoint(), data, { headers: auth(TOKEN_A) });
-  const { body } = await request(relay.url).get(new URL(result.url).pathname).set(auth(TOKEN_A));
+  const { body } = await request(url()).get(new URL(result.url).pathname).set(auth(TOKEN_A));
   expect(body).toMatchObject({
     offset: 1000,
     length: 1000,
@@ -233,60 +263,59 @@ test('GET /v1/uploads/{id} tells the offset, and the videoId once complete', asy
   });
 });
 
-test('termination deletes the container and the session', async () => {
-  const path = await createUpload(12 * MiB);
-  expect((await patch(path, 0, randomBytesOf(6 * MiB))).status).toBe(204);
-  const { body } = await request(relay.url).get(path).set(auth(TOKEN_A));
+test('termination deletes the container and the session; a complete upload cannot be terminated', async () => {
+  const path = await createUpload(url(), 12 * MiB);
+  expect((await patch(url(), path, 0, randomBytesOf(6 * MiB))).status).toBe(204);
+  const { body } = await request(url()).get(path).set(auth(TOKEN_A));
   expect(body.offset).toBe(6 * MiB);
-  const del = await request(relay.url)
-    .delete(path)
-    .set(auth(TOKEN_A))
-    .set('Tus-Resumable', '1.0.0');
-  expect(del.status).toBe(204);
+  expect((await request(url()).delete(path).set(auth(TOKEN_A)).set(TUS)).status).toBe(204);
   expect(inspectVideo(emulator, body.videoId)).toMatchObject({ deleted: true, completed: false });
-  expect(
-    (await request(relay.url).head(path).set(auth(TOKEN_A)).set('Tus-Resumable', '1.0.0')).status,
-  ).toBe(404);
+  expect((await headOffset(url(), path)).status).toBe(404);
+  const failed = main.relay
+    .logs()
+    .find((l) => l.event === 'upload_finished' && l.videoId === body.videoId);
+  expect(failed).toMatchObject({ outcome: 'upload_terminated', containerDeleted: true });
+
+  const done = await tusUpload(endpoint(), randomBytesOf(10), { headers: auth(TOKEN_A) });
+  const refused = await request(url())
+    .delete(new URL(done.url).pathname)
+    .set(auth(TOKEN_A))
+    .set(TUS);
+  expect(refused.status).toBe(409);
+  expect(refused.body).toMatchObject({ code: 'upload_completed' });
+  expect(inspectVideo(emulator, done.videoId!).deleted).toBe(false);
 });
 
 test('UPLOAD_SESSION_TTL: an expired upload is swept with its container and session', async () => {
-  const shortLived = await relayWithRedis({ UPLOAD_SESSION_TTL: '1s' });
-  const res = await request(shortLived.url)
-    .post('/v1/uploads')
-    .set(auth(TOKEN_A))
-    .set('Tus-Resumable', '1.0.0')
-    .set('Upload-Length', String(12 * MiB));
-  const path = res.headers.location!;
-  expect(res.headers['upload-expires']).toBeDefined();
-  await undici(`${shortLived.url}${path}`, {
-    method: 'PATCH',
-    headers: {
-      ...auth(TOKEN_A),
-      'Tus-Resumable': '1.0.0',
-      'Upload-Offset': '0',
-      'Content-Type': 'application/offset+octet-stream',
-    },
-    body: randomBytesOf(6 * MiB),
-  }).then((r) => r.body.dump());
-  const { body } = await request(shortLived.url).get(path).set(auth(TOKEN_A));
-  await new Promise((r) => setTimeout(r, 1100));
-  const store = shortLived.resumableStore;
-  expect(await store.deleteExpired()).toBeGreaterThanOrEqual(1);
-  expect(inspectVideo(emulator, body.videoId)).toMatchObject({ deleted: true });
-  expect((await request(shortLived.url).get(path).set(auth(TOKEN_A))).status).toBe(404);
-  await shortLived.close();
+  const shortLived = await relayWithRedis(emulator, { UPLOAD_SESSION_TTL: '1s' });
+  try {
+    const path = await createUpload(shortLived.relay.url, 12 * MiB);
+    expect((await patch(shortLived.relay.url, path, 0, randomBytesOf(6 * MiB))).status).toBe(204);
+    const { body } = await request(shortLived.relay.url).get(path).set(auth(TOKEN_A));
+    await eventually(async () => (await shortLived.relay.sweepExpired()) === 1, 5000);
+    expect(inspectVideo(emulator, body.videoId)).toMatchObject({ deleted: true });
+    expect((await request(shortLived.relay.url).get(path).set(auth(TOKEN_A))).status).toBe(404);
+    const line = shortLived.relay.logs().find((l) => l.event === 'upload_finished');
+    expect(line).toMatchObject({
+      outcome: 'upload_expired',
+      expired: true,
+      containerDeleted: true,
+    });
+  } finally {
+    await shortLived.close();
+  }
 });
 
 test('an empty upload is refused; no container is made', async () => {
   const before = emulator.videos.all().length;
-  const res = await request(relay.url)
+  const res = await request(url())
     .post('/v1/uploads')
     .set(auth(TOKEN_A))
-    .set('Tus-Resumable', '1.0.0')
+    .set(TUS)
     .set('Upload-Length', '0');
   expect(res.status).toBe(400);
+  expect(res.body).toMatchObject({ code: 'empty_file' });
   expect(emulator.videos.all().length).toBe(before);
-  await eventually(() => true);
 });
 
 test('creation-with-upload: the first bytes come with the POST', async () => {
@@ -315,57 +344,98 @@ test('metadata videoId: the upload goes into that container, which termination n
     sha256: sha256(data),
   });
   const other = emulator.videos.create({ title: 'kept' });
-  const created = await request(relay.url)
-    .post('/v1/uploads')
-    .set(auth(TOKEN_A))
-    .set('Tus-Resumable', '1.0.0')
-    .set('Upload-Length', String(12 * MiB))
-    .set('Upload-Metadata', `videoId ${Buffer.from(other.videoId).toString('base64')}`);
-  const path = created.headers.location!;
-  expect((await patch(path, 0, randomBytesOf(6 * MiB))).status).toBe(204);
-  expect(
-    (await request(relay.url).delete(path).set(auth(TOKEN_A)).set('Tus-Resumable', '1.0.0')).status,
-  ).toBe(204);
+  const path = await createUpload(
+    url(),
+    12 * MiB,
+    TOKEN_A,
+    `videoId ${Buffer.from(other.videoId).toString('base64')}`,
+  );
+  expect((await patch(url(), path, 0, randomBytesOf(6 * MiB))).status).toBe(204);
+  expect((await request(url()).delete(path).set(auth(TOKEN_A)).set(TUS)).status).toBe(204);
   expect(inspectVideo(emulator, other.videoId).deleted).toBe(false);
 });
 
+test('a PATCH spanning several parts keeps UPLOAD_PART_CONCURRENCY parts in flight', async () => {
+  const r = await relayWithRedis(emulator, { UPLOAD_PART_CONCURRENCY: '3' });
+  try {
+    emulator.stats.reset();
+    emulator.faults.add({ target: 'part', delayMs: 300, times: 3 });
+    const path = await createUpload(r.relay.url, 5 * P);
+    const data = randomBytesOf(5 * P);
+    const done = await patch(r.relay.url, path, 0, data);
+    expect(done.status).toBe(204);
+    expect(emulator.stats.maxPartsInFlight).toBe(3);
+    const seen = inspectVideo(emulator, String(done.headers['upload-video-id']));
+    expect(seen).toMatchObject({ completed: true, sha256: sha256(data) });
+    expect(seen.parts.at(-1)!.label).toBe('part 5/5');
+  } finally {
+    await r.close();
+  }
+});
+
 describe('the Redis lock', () => {
-  test('a second holder waits for the first; a lock left by a dead instance expires', async () => {
-    const redis = new Redis('redis://127.0.0.1:6379');
-    redises.push(redis);
-    const id = `lock-test-${Date.now()}`;
-    const first = new RedisLocker(redis).newLock(id);
-    const second = new RedisLocker(redis).newLock(id); // another "instance": no in-process release
-    await first.lock(new AbortController().signal, () => undefined);
+  let redis: Redis;
+  beforeAll(async () => {
+    redis = new Redis('redis://127.0.0.1:6379');
+    await new Promise((resolve) => redis.once('ready', resolve));
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  const never = () => undefined;
+
+  test('a second holder (another instance) waits for the first; a lock left by a dead instance expires', async () => {
+    const prefix = testPrefix();
+    const id = 'lock-test';
+    const first = await new RedisLocker(redis, prefix).acquire(
+      id,
+      AbortSignal.timeout(5000),
+      never,
+    );
     let secondHas = false;
-    const waiting = second
-      .lock(AbortSignal.timeout(10_000), () => undefined)
-      .then(() => (secondHas = true));
-    await new Promise((r) => setTimeout(r, 300));
+    const waiting = new RedisLocker(redis, prefix)
+      .acquire(id, AbortSignal.timeout(10_000), never)
+      .then((lock) => ((secondHas = true), lock));
+    // The second instance polls every 50 ms: give it several tries before letting go.
+    await eventually(async () => (await redis.pttl(`${prefix}lock:${id}`)) > 0);
+    await new Promise((r) => setTimeout(r, 200));
     expect(secondHas).toBe(false);
-    await first.unlock();
-    await waiting;
+    await first.release();
+    const second = await waiting;
     expect(secondHas).toBe(true);
-    await second.unlock();
-    // A crashed instance's lock: nobody renews or releases it; it is gone within its 5 s lease.
-    await redis.set(`apivideo-relay:lock:${id}`, 'dead-instance', 'PX', 800);
-    const started = Date.now();
-    const third = new RedisLocker(redis).newLock(id);
-    await third.lock(AbortSignal.timeout(10_000), () => undefined);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(700);
-    await third.unlock();
-    expect(await redis.exists(`apivideo-relay:lock:${id}`)).toBe(0);
+    await second.release();
+    // A crashed instance's lock: nobody renews or releases it; it is gone within its lease.
+    await redis.set(`${prefix}lock:${id}`, 'dead-instance', 'PX', 800);
+    const third = await new RedisLocker(redis, prefix).acquire(
+      id,
+      AbortSignal.timeout(10_000),
+      never,
+    );
+    expect(await redis.get(`${prefix}lock:${id}`)).not.toBe('dead-instance');
+    await third.release();
+    expect(await redis.exists(`${prefix}lock:${id}`)).toBe(0);
   });
 
-  test('a lock is only released by its owner', async () => {
-    const redis = new Redis('redis://127.0.0.1:6379');
-    redises.push(redis);
-    const id = `lock-owner-${Date.now()}`;
-    const lock = new RedisLocker(redis).newLock(id);
-    await lock.lock(new AbortController().signal, () => undefined);
-    await redis.set(`apivideo-relay:lock:${id}`, 'someone-else', 'PX', 5000); // as if ours had expired and been taken
-    await lock.unlock();
-    expect(await redis.get(`apivideo-relay:lock:${id}`)).toBe('someone-else');
-    await redis.del(`apivideo-relay:lock:${id}`);
+  test('a lock is only released by its owner, and one taken away fires `lost`', async () => {
+    const prefix = testPrefix();
+    const id = 'lock-owner';
+    const lock = await new RedisLocker(redis, prefix).acquire(id, AbortSignal.timeout(5000), never);
+    // As if ours had expired and been taken by another instance.
+    await redis.set(`${prefix}lock:${id}`, 'someone-else', 'PX', 5000);
+    await new Promise<void>((resolve) => lock.lost.addEventListener('abort', () => resolve()));
+    expect(lock.lost.reason).toMatchObject({ code: 'upload_locked' });
+    await lock.release();
+    expect(await redis.get(`${prefix}lock:${id}`)).toBe('someone-else');
+    await redis.del(`${prefix}lock:${id}`);
+  });
+
+  test('in one process, a newer request asks the holder to let go, and gets the lock once it has', async () => {
+    const locker = new RedisLocker(redis, testPrefix());
+    let asked = 0;
+    const first = await locker.acquire('x', AbortSignal.timeout(5000), () => (asked += 1));
+    const second = locker.acquire('x', AbortSignal.timeout(5000), never);
+    await eventually(() => asked === 1);
+    await first.release();
+    await (await second).release();
   });
 });

@@ -49,18 +49,26 @@ test('all fields become the creation payload', () => {
 });
 
 test('videoId names an existing container', () => {
-  expect(uploadTarget(fields([['videoId', 'vi123']]), undefined)).toEqual({
+  expect(uploadTarget(fields([['videoId', 'vi4blUQJFrYWbaG44NChkH27']]), undefined)).toEqual({
     kind: 'existing',
-    videoId: 'vi123',
+    videoId: 'vi4blUQJFrYWbaG44NChkH27',
   });
 });
+
+test.each(['vi/../x', '../x', 'vi123', 'x'.repeat(60)])(
+  'videoId=%j is invalid_video_id: never sent to api.video',
+  (value) => {
+    expect(() => uploadTarget(fields([['videoId', value]]), 'a.mp4')).toThrow(
+      expect.objectContaining({ code: 'invalid_video_id' }) as unknown as RelayError,
+    );
+  },
+);
 
 test.each([
   ['public', 'yes'],
   ['metadata', 'not json'],
   ['metadata', '["a"]'],
   ['metadata', '{"n":1}'],
-  ['videoId', 'vi/../x'],
   ['title', 'x'.repeat(5000)],
 ])('%s=%j is invalid_field', (name, value) => {
   expect(() => uploadTarget(fields([[name, value]]), 'a.mp4')).toThrow(

@@ -1,0 +1,56 @@
+import type { Response } from 'express';
+import type { Lifecycle } from '../lifecycle';
+import type { RelayMetrics } from '../metrics';
+import { RelayError } from '../errors';
+import { ClientGone } from '../upload/engine';
+
+/** What every request that moves upload bytes gets, whatever its route. */
+export interface UploadRequestGuard {
+  /** Aborted when the client leaves, the request deadline passes, or a drain runs out of grace. */
+  signal: AbortSignal;
+  abort(reason: Error): void;
+  /** Call once the request is answered or given up. */
+  done(): void;
+}
+
+export interface GuardDeps {
+  lifecycle: Lifecycle;
+  metrics: RelayMetrics;
+  /** UPLOAD_REQUEST_TIMEOUT_MS; 0: none. */
+  requestTimeoutMs: number;
+}
+
+/**
+ * The request-level guards every upload route shares: the client leaving, the whole-request
+ * deadline (enforced here, not by Node, so it ends with a problem answer and a clean-up), the
+ * drain (which aborts what is left when the grace period ends) and the in-progress gauge.
+ */
+export function guardUploadRequest(res: Response, deps: GuardDeps): UploadRequestGuard {
+  const stop = new AbortController();
+  const onClose = () => res.writableFinished || stop.abort(new ClientGone());
+  res.once('close', onClose);
+  const ms = deps.requestTimeoutMs;
+  const deadline =
+    ms > 0
+      ? setTimeout(
+          () =>
+            stop.abort(new RelayError('upload_timeout', `The upload took longer than ${ms} ms.`)),
+          ms,
+        ).unref()
+      : undefined;
+  const untrack = deps.lifecycle.track(stop);
+  deps.metrics.uploadsInProgress.inc();
+  let finished = false;
+  return {
+    signal: stop.signal,
+    abort: (reason) => stop.abort(reason),
+    done: () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(deadline);
+      res.off('close', onClose);
+      deps.metrics.uploadsInProgress.dec();
+      untrack();
+    },
+  };
+}

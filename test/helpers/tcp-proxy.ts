@@ -1,0 +1,72 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+export interface TcpProxy {
+  url: string;
+  port: number;
+  /** Bytes clients sent through the proxy, and bytes they got back. */
+  sent(): number;
+  received(): number;
+  wasCut(): boolean;
+  /** Cuts every connection and refuses new ones until `restore()`. */
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy on loopback that counts the bytes in each direction, can cut a connection after
+ * some bytes, or cut everything (a network outage) and come back.
+ */
+export async function tcpProxy(
+  targetPort: number,
+  options: { cutAfter?: number; scheme?: string } = {},
+): Promise<TcpProxy> {
+  let sent = 0;
+  let received = 0;
+  let cut = false;
+  let down = false;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = connect(targetPort, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.on('data', (d: Buffer) => {
+      sent += d.length;
+      if (options.cutAfter !== undefined && !cut && sent > options.cutAfter) {
+        cut = true;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => {
+      received += d.length;
+      client.write(d);
+    });
+    client.on('close', () => (upstream.destroy(), sockets.delete(client)));
+    upstream.on('close', () => (client.destroy(), sockets.delete(upstream)));
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+  }).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `${options.scheme ?? 'http'}://127.0.0.1:${port}`,
+    port,
+    sent: () => sent,
+    received: () => received,
+    wasCut: () => cut,
+    cut: () => {
+      down = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore: () => {
+      down = false;
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
