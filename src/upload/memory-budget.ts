@@ -36,6 +36,8 @@ export class MemoryBudget {
   private reservedBytes = 0;
   private heldBytes = 0;
   private readonly waiters: Waiter[] = [];
+  /** The highest figures since start: what tests and benchmarks check the invariants against. */
+  readonly peak = { reserved: 0, held: 0, waiting: 0 };
 
   /** `budget`: bytes; every single request is capped to it, so none can wait forever for room. */
   constructor(readonly budget: number) {
@@ -88,7 +90,7 @@ export class MemoryBudget {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     if (this.waiters.length === 0 && this.free >= atLeast) {
       const granted = Math.min(want, this.free);
-      this.reservedBytes += granted;
+      this.add(granted);
       return Promise.resolve(granted);
     }
     return new Promise<number>((resolve, reject) => {
@@ -109,6 +111,7 @@ export class MemoryBudget {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(waiter);
+      this.peak.waiting = Math.max(this.peak.waiting, this.waiters.length);
     });
   }
 
@@ -124,6 +127,12 @@ export class MemoryBudget {
   /** Held bytes are reported by the accounts; kept here so the whole process's figure is one read. */
   adjustHeld(delta: number): void {
     this.heldBytes += delta;
+    if (this.heldBytes > this.peak.held) this.peak.held = this.heldBytes;
+  }
+
+  private add(granted: number): void {
+    this.reservedBytes += granted;
+    if (this.reservedBytes > this.peak.reserved) this.peak.reserved = this.reservedBytes;
   }
 
   /** Strict FIFO: the head is served first, so a big request is never starved by small ones. */
@@ -133,7 +142,7 @@ export class MemoryBudget {
       if (this.free < head.atLeast) return;
       this.waiters.shift();
       const granted = Math.min(head.want, this.free);
-      this.reservedBytes += granted;
+      this.add(granted);
       head.grant(granted);
     }
   }
