@@ -2,6 +2,9 @@ import type { BlockPool } from './block-pool';
 import type { BudgetAccount, Reservation } from './memory-budget';
 import { MIN_PART_SIZE, type PartSizer } from './part-size';
 
+/** Parts from this size on use the large blocks (a client fast enough to have grown its parts). */
+const LARGE_PART = 8 * 1024 * 1024;
+
 /** A part cut from the stream, holding its room in the budget until it is let go. */
 export interface HeldPart {
   number: number;
@@ -24,6 +27,11 @@ export interface BudgetedCutterOptions {
   sizer: PartSizer;
   /** Copy into pooled blocks; without one, a part is the list of the client's chunks. */
   pool?: BlockPool;
+  /**
+   * Bigger blocks for big parts (a fast client's): fewer writes to api.video's socket per part,
+   * while a slow client's 5 MiB parts keep small blocks (what it holds stays close to what it sent).
+   */
+  largePool?: BlockPool;
   /** A resumed upload goes on from its next part. */
   firstNumber?: number;
   /**
@@ -39,6 +47,8 @@ interface OpenPart {
   number: number;
   reservation: Reservation;
   chunks: Buffer[];
+  /** Where its blocks come from (pooled mode). */
+  pool: BlockPool | undefined;
   /** The block being filled (pooled mode) and how far. */
   block: Buffer | undefined;
   blockFill: number;
@@ -123,6 +133,7 @@ export class BudgetedCutter {
       number: this.nextNumber++,
       reservation,
       chunks: [],
+      pool: this.poolFor(reservation.size),
       block: undefined,
       blockFill: 0,
       fillMs: 0,
@@ -144,7 +155,12 @@ export class BudgetedCutter {
     this.open = undefined;
     if (!open) return;
     open.reservation.release();
-    if (this.options.pool) for (let i = 0; i < open.chunks.length; i++) this.options.pool.drop();
+    if (open.pool) for (let i = 0; i < open.chunks.length; i++) open.pool.drop();
+  }
+
+  private poolFor(size: number): BlockPool | undefined {
+    const { pool, largePool } = this.options;
+    return largePool && size >= LARGE_PART ? largePool : pool;
   }
 
   private async openPart(signal?: AbortSignal): Promise<void> {
@@ -161,6 +177,7 @@ export class BudgetedCutter {
       number: this.nextNumber++,
       reservation,
       chunks: [],
+      pool: this.poolFor(reservation.size),
       block: undefined,
       blockFill: 0,
       fillMs: 0,
@@ -175,7 +192,7 @@ export class BudgetedCutter {
       open.fillMs += this.waitMs;
       this.waitMs = 0;
     }
-    const { pool } = this.options;
+    const { pool } = open;
     if (!pool) {
       open.chunks.push(bytes);
       return;
@@ -197,7 +214,7 @@ export class BudgetedCutter {
     const open = this.open!;
     this.open = undefined;
     const size = open.reservation.held;
-    const { pool } = this.options;
+    const { pool } = open;
     const chunks = open.chunks;
     if (pool && open.block && open.blockFill < open.block.length) {
       chunks[chunks.length - 1] = open.block.subarray(0, open.blockFill);

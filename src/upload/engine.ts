@@ -185,12 +185,16 @@ export class UploadEngine {
     this.observer = deps.observer ?? NO_OBSERVER;
     this.sinks = deps.sinks ?? [];
     this.budget = deps.budget ?? new MemoryBudget(Number.MAX_SAFE_INTEGER);
-    const pool =
+    // Idle blocks kept for reuse: enough for a burst, a small share of the budget.
+    const keep = Math.min(64 * 1024 * 1024, this.budget.budget / 8);
+    this.memory =
       deps.settings.partBuffering === 'pooled'
-        ? // Idle blocks kept for reuse: enough for a burst, a small share of the budget.
-          new BlockPool(undefined, Math.min(64 * 1024 * 1024, this.budget.budget / 8))
-        : undefined;
-    this.memory = { budget: this.budget, pool };
+        ? {
+            budget: this.budget,
+            pool: new BlockPool(256 * 1024, keep),
+            largePool: new BlockPool(1024 * 1024, keep),
+          }
+        : { budget: this.budget, pool: undefined, largePool: undefined };
   }
 
   /** A whole upload in one request: completes, or fails with its container deleted. */
@@ -330,6 +334,8 @@ interface Memory {
   budget: MemoryBudget;
   /** Blocks parts are copied into (UPLOAD_PART_BUFFERING=pooled); none: the client's chunks. */
   pool: BlockPool | undefined;
+  /** 1 MiB blocks for big parts (fast clients): fewer socket writes per part. */
+  largePool: BlockPool | undefined;
 }
 
 /** One request's worth of an upload: its bytes in, parts out. */
@@ -396,6 +402,7 @@ class Transfer {
       account: this.account,
       sizer: new PartSizer({ max: settings.partSize }),
       pool: memory.pool,
+      largePool: memory.largePool,
       firstNumber: state.nextPart,
       maxBytes: bound,
     });

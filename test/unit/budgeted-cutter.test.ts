@@ -219,3 +219,24 @@ describe('many uploads, few part slots', () => {
     expect(budget.reserved).toBe(MIN);
   });
 });
+
+test('big parts (a fast client) use the large blocks, 5 MiB parts the small ones', async () => {
+  const MiB = 1024 * 1024;
+  const small = new BlockPool(256 * 1024, 0);
+  const large = new BlockPool(MiB, 0);
+  const c = new BudgetedCutter({
+    account: new MemoryBudget(1024 * MiB).account(),
+    sizer: new PartSizer({ max: 16 * MiB }),
+    pool: small,
+    largePool: large,
+  });
+  const blockSizes: number[][] = [];
+  const chunk = Buffer.alloc(64 * 1024, 3);
+  for (let sent = 0; sent < 16 * MiB; sent += chunk.length)
+    await c.push(
+      chunk,
+      async (p) => (blockSizes.push(p.chunks.map((b) => b.length)), p.acknowledged()),
+    );
+  expect(blockSizes[0]).toEqual(Array(20).fill(256 * 1024)); // 5 MiB
+  expect(blockSizes[1]).toEqual(Array(10).fill(MiB)); // 10 MiB
+});
