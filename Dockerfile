@@ -1,4 +1,6 @@
 # apivideo-upload-relay: build with dev dependencies, run with production ones only.
+# Any Node.js >= 20.19.0 runs the relay (package.json engines): it require()s ES modules. The image
+# takes the current LTS line, 24, which the container test runs.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
@@ -7,6 +9,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The build also copies tus-js-client's browser bundle and renders docs/errors.md into dist/.
+COPY scripts ./scripts
+COPY docs/errors.md ./docs/errors.md
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}

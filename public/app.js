@@ -1,20 +1,35 @@
-// The upload page's script: a multipart upload with XHR (for its progress events), or a
-// resumable one with tus-js-client, which picks up from the relay's offset after a dropped connection.
+// The upload page's script. Resumable mode (the default) uses tus-js-client: pause, resume, and
+// continue after a dropped connection or a reload (tus-js-client remembers the upload's URL in
+// localStorage, keyed by the file's name, type, size and date). The other mode is one multipart
+// POST with XHR, for its progress events; it can only be cancelled.
 (function () {
   const $ = (id) => document.getElementById(id);
   const form = $('upload-form');
   const fileInput = $('file');
   const drop = $('drop');
   const tokenInput = $('token');
+  const resumableInput = $('resumable');
   tokenInput.value = sessionStorage.getItem('relay-token') || '';
 
+  const ENDPOINT = '/v1/uploads';
   const mib = (bytes) => (bytes / 1048576).toFixed(1) + ' MiB';
   const show = (id, visible) => ($(id).hidden = !visible);
+  const setStatus = (text) => ($('status').textContent = text);
+  const authHeaders = () =>
+    tokenInput.value ? { Authorization: 'Bearer ' + tokenInput.value } : {};
+
+  // Said once, when the relay runs on its emulator: nothing uploaded here reaches api.video.
+  fetch('/v1/info')
+    .then((r) => (r.ok ? r.json() : {}))
+    .then((info) => show('upstream-note', info.upstream === 'emulator'))
+    .catch(() => {});
 
   fileInput.addEventListener('change', () => {
     const file = fileInput.files[0];
     $('drop-text').textContent = file ? `${file.name} · ${mib(file.size)}` : 'Choose a video';
+    void lookForPreviousUpload();
   });
+  resumableInput.addEventListener('change', () => void lookForPreviousUpload());
   ['dragover', 'dragenter'].forEach((e) =>
     drop.addEventListener(e, (ev) => (ev.preventDefault(), drop.classList.add('over'))),
   );
@@ -27,91 +42,284 @@
     fileInput.dispatchEvent(new Event('change'));
   });
 
+  function tusOptions(file) {
+    const metadata = { filename: file.name };
+    if ($('title').value) metadata.title = $('title').value;
+    return {
+      endpoint: ENDPOINT,
+      chunkSize: 8 * 1048576,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+      removeFingerprintOnSuccess: true,
+      headers: authHeaders(),
+      metadata,
+    };
+  }
+
+  /** The upload tus-js-client remembers for this file, if any: offered before the user clicks. */
+  async function lookForPreviousUpload() {
+    const file = fileInput.files[0];
+    let previous = [];
+    if (file && resumableInput.checked && window.tus) {
+      previous = await new tus.Upload(file, tusOptions(file)).findPreviousUploads();
+    }
+    show('resume-note', previous.length > 0);
+    $('upload').textContent = previous.length > 0 ? 'Continue upload' : 'Upload';
+  }
+
+  /** Progress, a speed over the last few seconds, and the time left at that speed. */
+  function progressMeter(total) {
+    const samples = [];
+    return (loaded) => {
+      const now = performance.now();
+      samples.push({ now, loaded });
+      while (samples.length > 2 && now - samples[0].now > 5000) samples.shift();
+      const first = samples[0];
+      const seconds = (now - first.now) / 1000;
+      const speed = seconds >= 0.5 ? (loaded - first.loaded) / seconds : 0;
+      const percent = Math.min(100, (100 * loaded) / total);
+      const bar = $('bar');
+      bar.setAttribute('aria-valuenow', percent.toFixed(0));
+      bar.setAttribute(
+        'aria-valuetext',
+        `${percent.toFixed(0)} %, ${mib(loaded)} of ${mib(total)}`,
+      );
+      $('fill').style.width = percent.toFixed(1) + '%';
+      $('percent').textContent = percent.toFixed(0) + ' %';
+      $('sent').textContent = `${mib(loaded)} of ${mib(total)}`;
+      $('speed').textContent = speed > 0 ? mib(speed) + '/s' : '';
+      $('eta').textContent =
+        speed > 0 && loaded < total ? timeLeft((total - loaded) / speed) + ' left' : '';
+    };
+  }
+
+  function timeLeft(seconds) {
+    if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
+  /** A problem+json body made readable: its title and detail, never the raw text. */
+  function problemOf(status, text) {
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    if (body && typeof body.title === 'string') {
+      return {
+        title: body.title,
+        detail: typeof body.detail === 'string' ? body.detail : '',
+        meta: [body.code, body.requestId && 'request ' + body.requestId]
+          .filter(Boolean)
+          .join(' · '),
+      };
+    }
+    return {
+      title: `The relay answered ${status}`,
+      detail: 'The answer was not the relay’s own: a proxy in between may have refused the upload.',
+      meta: '',
+    };
+  }
+
+  function showError(problem) {
+    $('error-title').textContent = problem.title;
+    $('error-detail').textContent = problem.detail;
+    $('error-meta').textContent = problem.meta;
+    show('error', true);
+  }
+
+  const NETWORK_PROBLEM = {
+    title: 'The connection to the relay failed',
+    detail: 'Check your network. Resume continues from what the relay already has.',
+    meta: '',
+  };
+
+  let current; // { pause(), resume(), cancel(), canPause }
+
+  function finished() {
+    current = undefined;
+    $('upload').disabled = false;
+    show('resume-note', false);
+    $('upload').textContent = 'Upload';
+    $('pause').hidden = true;
+    $('cancel').hidden = true;
+  }
+
+  function succeeded(video) {
+    finished();
+    $('bar').setAttribute('aria-valuenow', '100');
+    $('fill').style.width = '100%';
+    $('percent').textContent = '100 %';
+    $('eta').textContent = '';
+    setStatus('Uploaded.');
+    $('video-id').textContent = video.videoId;
+    const player = (video.assets && video.assets.player) || '';
+    $('player').href = player;
+    $('player').textContent = player;
+    show('result', true);
+  }
+
+  function failed(problem) {
+    finished();
+    setStatus('The upload failed.');
+    showError(problem);
+  }
+
+  $('pause').addEventListener('click', () => {
+    if (!current || !current.canPause) return;
+    if (current.paused) current.resume();
+    else current.pause();
+  });
+  $('cancel').addEventListener('click', () => current && current.cancel());
+
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const file = fileInput.files[0];
-    if (!file) return;
+    if (!file || current) return;
     sessionStorage.setItem('relay-token', tokenInput.value);
-    const token = tokenInput.value;
-    const headers = token ? { Authorization: 'Bearer ' + token } : {};
-
-    const started = performance.now();
-    const progress = (loaded, total) => {
-      const seconds = (performance.now() - started) / 1000;
-      const percent = Math.min(100, (100 * loaded) / total);
-      $('fill').style.width = percent.toFixed(1) + '%';
-      $('percent').textContent = percent.toFixed(0) + ' %';
-      $('speed').textContent = seconds > 0.2 ? mib(loaded / seconds) + '/s' : '';
-      $('sent').textContent = `${mib(loaded)} of ${mib(total)}`;
-    };
-    const done = (video) => {
-      $('upload').disabled = false;
-      $('fill').style.width = '100%';
-      $('percent').textContent = '100 %';
-      $('video-id').textContent = video.videoId;
-      const player = (video.assets && video.assets.player) || '';
-      $('player').href = player;
-      $('player').textContent = player;
-      show('result', true);
-    };
-    const failed = (message) => {
-      $('upload').disabled = false;
-      $('error').textContent = message;
-      show('error', true);
-    };
-
     $('upload').disabled = true;
     show('result', false);
     show('error', false);
     show('progress', true);
-    if ($('resumable').checked) uploadResumably(file, headers, progress, done, failed);
-    else uploadOnce(file, headers, progress, done, failed);
+    $('cancel').hidden = false;
+    $('pause').hidden = !resumableInput.checked;
+    $('pause').textContent = 'Pause';
+    progressMeter(file.size)(0);
+    if (resumableInput.checked) void uploadResumably(file);
+    else uploadOnce(file);
   });
 
-  function uploadOnce(file, headers, progress, done, failed) {
+  function uploadOnce(file) {
     const data = new FormData();
     if ($('title').value) data.append('title', $('title').value); // text fields before the file
     data.append('file', file);
+    const meter = progressMeter(file.size);
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/v1/videos');
-    Object.entries(headers).forEach(([name, value]) => xhr.setRequestHeader(name, value));
-    xhr.upload.addEventListener(
-      'progress',
-      (e) => e.lengthComputable && progress(e.loaded, e.total),
-    );
-    xhr.addEventListener('load', () => {
-      let body = {};
-      try {
-        body = JSON.parse(xhr.responseText);
-      } catch {
-        /* not JSON */
-      }
-      if (xhr.status === 201) return done(body);
-      const code = body.code ? ', ' + body.code : '';
-      failed(`${body.title || 'Upload failed'} (${xhr.status}${code}). ${body.detail || ''}`);
+    Object.entries(authHeaders()).forEach(([name, value]) => xhr.setRequestHeader(name, value));
+    xhr.upload.addEventListener('progress', (e) => e.lengthComputable && meter(e.loaded));
+    // Every byte is sent; the relay answers once api.video has the last part.
+    xhr.upload.addEventListener('load', () => {
+      meter(file.size);
+      setStatus('Finishing: api.video is receiving the last part…');
     });
-    xhr.addEventListener('error', () =>
-      failed('The connection failed. Check your network and try again.'),
-    );
+    xhr.addEventListener('load', () => {
+      if (xhr.status === 201) return succeeded(JSON.parse(xhr.responseText));
+      failed(problemOf(xhr.status, xhr.responseText));
+    });
+    xhr.addEventListener('error', () => failed(NETWORK_PROBLEM));
+    xhr.addEventListener('abort', () => {
+      finished();
+      setStatus('Cancelled. The relay deletes the video it had started.');
+    });
+    current = { canPause: false, cancel: () => xhr.abort() };
+    setStatus('Uploading…');
     xhr.send(data);
   }
 
-  function uploadResumably(file, headers, progress, done, failed) {
-    const metadata = { filename: file.name };
-    if ($('title').value) metadata.title = $('title').value;
+  async function uploadResumably(file) {
+    const meter = progressMeter(file.size);
+    const headers = authHeaders();
     const upload = new tus.Upload(file, {
-      endpoint: '/v1/uploads',
-      chunkSize: 8 * 1048576,
-      retryDelays: [0, 1000, 3000, 5000, 10000],
-      headers,
-      metadata,
-      onProgress: progress,
-      onError: (err) => failed(`The resumable upload failed: ${err.message}`),
+      ...tusOptions(file),
+      onProgress: (sent, total) => {
+        meter(sent);
+        if (sent === total) setStatus('Finishing: api.video is receiving the last part…');
+      },
+      onShouldRetry: (err, attempt, options) => {
+        const status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+        const retry = !status || status === 409 || status === 423 || status >= 500;
+        if (retry && attempt < options.retryDelays.length)
+          setStatus(`The connection dropped: trying again (${attempt + 1})…`);
+        return retry;
+      },
+      onError: (err) => {
+        const response = err.originalResponse;
+        if (!response) {
+          // Nothing answered: keep the upload so Resume can continue it.
+          current.paused = true;
+          $('pause').textContent = 'Resume';
+          setStatus('Stopped: the connection failed.');
+          showError(NETWORK_PROBLEM);
+          return;
+        }
+        failed(problemOf(response.getStatus(), response.getBody()));
+      },
       onSuccess: async () => {
-        const state = await fetch(upload.url, { headers }).then((r) => r.json());
-        done(state.video || { videoId: state.videoId });
+        setStatus('Uploaded: fetching the video…');
+        try {
+          const answer = await fetch(upload.url, { headers });
+          const text = await answer.text();
+          if (!answer.ok) return failed(problemOf(answer.status, text));
+          const state = JSON.parse(text);
+          succeeded(state.video || { videoId: state.videoId });
+        } catch {
+          failed(NETWORK_PROBLEM);
+        }
       },
     });
+    current = {
+      canPause: true,
+      paused: false,
+      pause: () => {
+        current.paused = true;
+        $('pause').textContent = 'Resume';
+        void upload.abort().then(() => setStatus(`Paused at ${$('percent').textContent}.`));
+      },
+      resume: () => {
+        current.paused = false;
+        $('pause').textContent = 'Pause';
+        show('error', false);
+        setStatus('Resuming…');
+        upload.start();
+      },
+      cancel: () => {
+        const cancelled = current;
+        setStatus('Cancelling…');
+        upload.abort(true).then(
+          () => {
+            if (current === cancelled) finished();
+            setStatus('Cancelled. The relay deleted what it had received.');
+          },
+          () => {
+            if (current === cancelled) finished();
+            setStatus('Cancelled. What the relay received is deleted when the upload expires.');
+          },
+        );
+      },
+    };
+    const previous = await upload.findPreviousUploads();
+    if (previous.length > 0) {
+      upload.resumeFromPreviousUpload(previous[0]);
+      await sayWhatTheRelayHas(previous[0].uploadUrl, headers, file.size);
+    } else {
+      setStatus('Uploading…');
+    }
     upload.start();
+  }
+
+  /** The relay's own offset (HEAD), so the page claims only what the relay acknowledged. */
+  async function sayWhatTheRelayHas(url, headers, size) {
+    try {
+      const answer = await fetch(url, {
+        method: 'HEAD',
+        headers: { ...headers, 'Tus-Resumable': '1.0.0' },
+      });
+      if (answer.status === 404 || answer.status === 410) {
+        // Expired or terminated: tus-js-client starts a new upload.
+        return setStatus('The earlier upload is gone: starting again.');
+      }
+      const offset = Number(answer.headers.get('Upload-Offset'));
+      if (answer.ok && Number.isFinite(offset)) {
+        progressMeter(size)(offset);
+        const percent = Math.floor((100 * offset) / size);
+        return setStatus(`Resuming: the relay already has ${mib(offset)} (${percent} %).`);
+      }
+    } catch {
+      /* tus-js-client asks again and reports what fails */
+    }
+    setStatus('Resuming…');
   }
 })();

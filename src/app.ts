@@ -1,4 +1,5 @@
-import { dirname, join } from 'node:path';
+import type { ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
@@ -24,6 +25,8 @@ import { UploadEngine } from './upload/engine';
 import type { OutcomeSink } from './upload/outcome';
 import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
 import { MemoryBudget } from './upload/memory-budget';
+import { webhooksRoutes } from './webhooks/routes';
+import type { WebhookSink } from './webhooks/sink';
 
 export interface AppDeps {
   config: Config;
@@ -40,14 +43,20 @@ export interface AppDeps {
   resumable?: { sessions: SessionStore; locker: UploadLocker };
   /** Consumers of every upload's outcome, besides the built-in log line and metrics. */
   outcomeSinks?: OutcomeSink[];
+  /** Set when RELAY_WEBHOOK_URL is: `POST /v1/webhooks/test` sends through it. */
+  webhooks?: WebhookSink;
+  /** What GET /v1/info tells about the upstream; from config.useEmbeddedEmulator when not given. */
+  upstream?: 'emulator' | 'api.video';
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
-const TUS_BROWSER_BUNDLE = join(
-  dirname(require.resolve('tus-js-client/package.json')),
-  'dist',
-  'tus.min.js',
-);
+// Made by `npm run build` (scripts/build-assets.mjs): dist/ whether this file runs from src/ or dist/.
+const BUILT_ASSETS = join(__dirname, '..', 'dist');
+const TUS_BROWSER_BUNDLE = join(BUILT_ASSETS, 'vendor', 'tus.min.js');
+const ERRORS_PAGE = join(BUILT_ASSETS, 'docs', 'errors.html');
+
+/** The standalone emulator's default key (npm run emulator, docker-compose): never an api.video key. */
+const STANDALONE_EMULATOR_KEY = 'emulator-key';
 
 /** Builds the relay from explicit parts: no environment, no globals, so tests can build many. */
 export function createApp(deps: AppDeps): express.Express {
@@ -61,10 +70,19 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.set('trust proxy', config.http.trustProxy);
   app.use(requestLogger(logger));
-  app.use(helmet());
+  app.use(securityHeaders());
   app.use(queryLimit);
   if (config.http.corsOrigins.length > 0) app.use(corsFor(config.http.corsOrigins));
   app.get('/openapi.json', (_req, res) => void res.json(openapi));
+  // Every problem's `type` points here, so it is served whatever RELAY_DEMO_PAGE says.
+  app.get('/docs/errors', (_req, res) => res.sendFile(ERRORS_PAGE, { maxAge: '1h' }));
+  // Lets the upload page warn that uploads go to the emulator; never the key or the upstream URL.
+  const upstream =
+    deps.upstream ??
+    (config.useEmbeddedEmulator || config.apivideo.apiKey === STANDALONE_EMULATOR_KEY
+      ? 'emulator'
+      : 'api.video');
+  app.get('/v1/info', (_req, res) => void res.json({ upstream }));
   if (config.demoPage) {
     app.use(express.static(deps.publicDir ?? PUBLIC_DIR, { index: 'index.html', maxAge: '1h' }));
     // The page's resumable mode uses tus-js-client's browser build, served from here (no CDN).
@@ -123,12 +141,27 @@ export function createApp(deps: AppDeps): express.Express {
       maxValueBytes: config.limits.maxFieldSize,
     },
   });
+  app.use(webhooksRoutes({ sink: deps.webhooks, authenticate }));
   app.use(resumable.router);
   app.locals.resumable = resumable;
   app.locals.memoryBudget = memoryBudget;
   app.use(routeNotFound);
   app.use(problemHandler(logger));
   return app;
+}
+
+/**
+ * HSTS and `upgrade-insecure-requests` only over TLS (req.secure, which honours TRUST_PROXY): sent
+ * over plain HTTP to an address other than localhost, they make the browser fetch the page's CSS
+ * and JS over https, which is not there, and the page is dead.
+ */
+function securityHeaders(): express.RequestHandler {
+  const overTls = helmet();
+  const overPlainHttp = helmet({
+    strictTransportSecurity: false,
+    contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+  });
+  return (req, res, next) => (req.secure ? overTls : overPlainHttp)(req, res, next);
 }
 
 function requestLogger(logger: Logger) {
@@ -149,7 +182,43 @@ function requestLogger(logger: Logger) {
       }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
+    customLogLevel: (_req, res, err) => requestOutcome(res, err),
+    customSuccessMessage: (req, res) => {
+      const code = problemCodeOf(res);
+      if (code) return `request refused: ${code}`;
+      return !req.readableAborted && res.writableEnded ? 'request completed' : 'request aborted';
+    },
+    customErrorMessage: (_req, res) =>
+      requestOutcome(res) === 'warn'
+        ? `request failed: ${problemCodeOf(res) ?? res.statusCode}`
+        : 'request errored',
+    customSuccessObject: (_req, res, value: Record<string, unknown>) => withCode(res, value),
+    // An expected failure (api.video down, draining) has a code and a detail, not a stack: pino-http
+    // would otherwise log an Error it makes up for every 5xx, stack trace included.
+    customErrorObject: (_req, res, _err, value: Record<string, unknown>) => {
+      if (requestOutcome(res) === 'error') return value;
+      const { err: _dropped, ...rest } = value;
+      return withCode(res, rest);
+    },
   });
+}
+
+function problemCodeOf(res: ServerResponse): string | undefined {
+  return (res as express.Response).locals?.problemCode as string | undefined;
+}
+
+function withCode(res: ServerResponse, value: Record<string, unknown>): Record<string, unknown> {
+  const code = problemCodeOf(res);
+  return code ? { ...value, code } : value;
+}
+
+/** 4xx and the relay's own 5xx answers (upstream trouble, admission) are expected: warn. */
+function requestOutcome(res: ServerResponse, err?: Error): 'info' | 'warn' | 'error' {
+  const code = problemCodeOf(res);
+  if (code === 'internal_error') return 'error';
+  if (code) return 'warn';
+  if (err || res.statusCode === 500) return 'error';
+  return res.statusCode >= 400 ? 'warn' : 'info';
 }
 
 function corsFor(origins: string[]) {

@@ -4,6 +4,8 @@ import { BUDGET_SHARE, type SystemMemory } from './system-memory';
  * All settings, validated at once. `loadConfig` is pure: it reads only the object it is given,
  * so tests build any configuration without touching process.env.
  */
+import { WEBHOOK_EVENT_TYPES, isWebhookEventType, type WebhookEventType } from './webhooks/events';
+
 export type AuthScheme = 'basic' | 'bearer';
 export type NodeEnv = 'development' | 'production' | 'test';
 
@@ -67,6 +69,12 @@ export interface Config {
     redisUrl: string | undefined;
     /** Every Redis key the relay writes starts with this (several relays can share one Redis). */
     redisKeyPrefix: string;
+    /** A PEM CA to trust for a rediss:// REDIS_URL (a managed Redis with a private CA). */
+    redisCaFile: string | undefined;
+    /** Redis Sentinels that name the primary; REDIS_URL's host is then not used. Empty: none. */
+    redisSentinels: Array<{ host: string; port: number }>;
+    /** The primary's name as the Sentinels know it. */
+    redisSentinelName: string;
     sessionTtlMs: number;
     /** Unfinished resumable uploads one client may have at once. */
     maxSessionsPerClient: number;
@@ -79,6 +87,15 @@ export interface Config {
     noProxy: string | undefined;
     /** A CA (PEM file) trusted for the upstream only, on top of the usual ones. */
     caFile: string | undefined;
+  };
+  webhooks: {
+    /** Empty when webhooks are off. */
+    urls: string[];
+    /** `whsec_` + base64, as Standard Webhooks has it; required when `urls` is not empty. */
+    secret: string | undefined;
+    /** Which upload events are sent (`webhook.test` always is). */
+    events: WebhookEventType[];
+    timeoutMs: number;
   };
 }
 
@@ -124,8 +141,13 @@ type Env = Record<string, string | undefined>;
 
 /** Collects problems instead of throwing at the first one, so start-up reports them all. */
 class Reader {
-  readonly problems: string[] = [];
-  constructor(private readonly env: Env) {}
+  readonly problems: string[];
+  constructor(
+    private readonly env: Env,
+    earlier: readonly string[] = [],
+  ) {
+    this.problems = [...earlier];
+  }
 
   raw(name: string): string | undefined {
     const value = this.env[name]?.trim();
@@ -191,9 +213,10 @@ class Reader {
     return fallback;
   }
 
+  /** Comma-separated; newlines separate too, so a secret file may hold one token per line. */
   list(name: string): string[] {
     return (this.raw(name) ?? '')
-      .split(',')
+      .split(/[,\n]/)
       .map((s) => s.trim())
       .filter(Boolean);
   }
@@ -229,11 +252,16 @@ export function formatBytes(bytes: number): string {
 export const ASSUMED_MEMORY: SystemMemory = { bytes: 4 * 1024 * MiB, source: 'assumed' };
 
 /**
+ * `earlier`: problems found before (those of readSecretFiles), reported with the rest at once.
  * `system`: the memory detected at start-up (src/system-memory.ts), for UPLOAD_MEMORY_BUDGET's
  * default; passed in so this function reads nothing but its arguments.
  */
-export function loadConfig(env: Env, system: SystemMemory = ASSUMED_MEMORY): Config {
-  const r = new Reader(env);
+export function loadConfig(
+  env: Env,
+  earlier: readonly string[] = [],
+  system: SystemMemory = ASSUMED_MEMORY,
+): Config {
+  const r = new Reader(env, earlier);
   const nodeEnv = r.oneOf<NodeEnv>('NODE_ENV', 'development', [
     'development',
     'production',
@@ -317,6 +345,9 @@ export function loadConfig(env: Env, system: SystemMemory = ASSUMED_MEMORY): Con
     resumable: {
       redisUrl: redisUrl(r),
       redisKeyPrefix: redisKeyPrefix(r),
+      redisCaFile: redisCaFile(r),
+      redisSentinels: redisSentinels(r),
+      redisSentinelName: r.raw('REDIS_SENTINEL_NAME') ?? 'mymaster',
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
       maxSessionsPerClient: r.int('UPLOAD_MAX_SESSIONS_PER_CLIENT', 20, 1, 100_000),
       maxStoredBytes: r.size('UPLOAD_SESSION_STORE_MAX_BYTES', 1024 * MiB, 5 * MiB, 2 ** 50),
@@ -327,6 +358,7 @@ export function loadConfig(env: Env, system: SystemMemory = ASSUMED_MEMORY): Con
       noProxy: r.either('NO_PROXY'),
       caFile: r.raw('APIVIDEO_CA_FILE'),
     },
+    webhooks: webhookSettings(r),
   };
   Object.assign(config.upload, memoryBudget(r, config.upload.partSize, system));
   if (r.problems.length > 0) throw new ConfigError(r.problems);
@@ -385,8 +417,135 @@ function redisKeyPrefix(r: Reader): string {
 function redisUrl(r: Reader): string | undefined {
   const text = r.raw('REDIS_URL');
   if (text !== undefined && !/^rediss?:\/\//.test(text)) {
-    r.problems.push(`REDIS_URL: expected a redis:// or rediss:// URL, got "${text}"`);
+    // The value is not echoed: it may carry a password.
+    r.problems.push('REDIS_URL: expected a redis:// or rediss:// URL');
     return undefined;
   }
   return text;
+}
+
+function redisCaFile(r: Reader): string | undefined {
+  const file = r.raw('REDIS_CA_FILE');
+  if (file !== undefined && !/^rediss:\/\//.test(r.raw('REDIS_URL') ?? '')) {
+    r.problems.push('REDIS_CA_FILE: only used with a rediss:// (TLS) REDIS_URL');
+  }
+  return file;
+}
+
+/** "host:port,host:port"; with them REDIS_URL still gives the password, database and TLS. */
+function redisSentinels(r: Reader): Array<{ host: string; port: number }> {
+  const entries = r.list('REDIS_SENTINELS');
+  const sentinels = entries.map((entry) =>
+    /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(entry),
+  );
+  if (sentinels.some((m) => !m || Number(m[2]) < 1 || Number(m[2]) > 65535)) {
+    r.problems.push('REDIS_SENTINELS: expected host:port pairs, comma-separated');
+    return [];
+  }
+  if (entries.length > 0 && r.raw('REDIS_URL') === undefined) {
+    r.problems.push(
+      'REDIS_SENTINELS: needs REDIS_URL too (its password, database and rediss:// apply to the primary the Sentinels name)',
+    );
+  }
+  return sentinels.map((m) => ({ host: m![1]!.replace(/^\[|\]$/g, ''), port: Number(m![2]) }));
+}
+
+/**
+ * Settings that may instead name a file holding the value, as `NAME_FILE` (Docker and Kubernetes
+ * secrets): the value never has to sit in the environment, where `ps e`, `docker inspect` and
+ * crash reports show it. REDIS_URL is here because a managed Redis puts its password in the URL.
+ */
+export const SECRET_SETTINGS = [
+  'APIVIDEO_API_KEY',
+  'RELAY_API_TOKENS',
+  'RELAY_JWT_SECRET',
+  'METRICS_TOKEN',
+  'RELAY_WEBHOOK_SECRET',
+  'REDIS_URL',
+] as const;
+
+/**
+ * Resolves every `NAME_FILE` of SECRET_SETTINGS into `NAME`, for loadConfig. main.ts passes the
+ * file reader (it is the one place that touches the file system); tests pass a fake. Problems
+ * name the setting and the path, never the content. Surrounding whitespace is dropped: `echo` and
+ * editors end files with a newline that is not part of the secret.
+ */
+export function readSecretFiles(
+  env: Env,
+  readFile: (path: string) => string,
+): { env: Env; problems: string[] } {
+  const resolved: Env = { ...env };
+  const problems: string[] = [];
+  for (const name of SECRET_SETTINGS) {
+    const path = env[`${name}_FILE`]?.trim();
+    if (!path) continue;
+    delete resolved[`${name}_FILE`];
+    if (env[name]?.trim()) {
+      problems.push(`${name} and ${name}_FILE are both set: set one of them`);
+      continue;
+    }
+    let content: string;
+    try {
+      content = readFile(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      problems.push(`${name}_FILE: cannot read "${path}" (${code})`);
+      continue;
+    }
+    if (content.trim() === '') problems.push(`${name}_FILE: "${path}" is empty`);
+    else resolved[name] = content.trim();
+  }
+  return { env: resolved, problems };
+}
+
+const MAX_WEBHOOK_URLS = 10;
+
+function webhookSettings(r: Reader): Config['webhooks'] {
+  const urls = r.list('RELAY_WEBHOOK_URL');
+  if (urls.length > MAX_WEBHOOK_URLS)
+    r.problems.push(`RELAY_WEBHOOK_URL: at most ${MAX_WEBHOOK_URLS} URLs, got ${urls.length}`);
+  for (const [index, text] of urls.entries()) {
+    let ok = false;
+    try {
+      const url = new URL(text);
+      ok = url.protocol === 'http:' || url.protocol === 'https:';
+    } catch {
+      // reported below
+    }
+    // The URL is not echoed: it may carry a credential.
+    if (!ok) r.problems.push(`RELAY_WEBHOOK_URL: URL number ${index + 1} is not an http(s) URL`);
+  }
+  const secret = r.raw('RELAY_WEBHOOK_SECRET');
+  if (secret !== undefined && !isWebhookSecret(secret)) {
+    r.problems.push(
+      'RELAY_WEBHOOK_SECRET: expected whsec_ followed by 24 to 64 random bytes in base64 (e.g. `echo whsec_$(openssl rand -base64 32)`)',
+    );
+  }
+  if (urls.length > 0 && secret === undefined)
+    r.problems.push('RELAY_WEBHOOK_SECRET: required when RELAY_WEBHOOK_URL is set');
+  const listed = r.list('RELAY_WEBHOOK_EVENTS');
+  const unknown = listed.filter((name) => !isWebhookEventType(name));
+  if (unknown.length > 0) {
+    r.problems.push(
+      `RELAY_WEBHOOK_EVENTS: unknown event ${unknown.map((n) => `"${n.slice(0, 40)}"`).join(', ')}; known: ${WEBHOOK_EVENT_TYPES.join(', ')}`,
+    );
+  }
+  const events =
+    listed.length > 0
+      ? [...new Set(listed.filter(isWebhookEventType))]
+      : WEBHOOK_EVENT_TYPES.filter((type) => type !== 'webhook.test');
+  return {
+    urls,
+    secret,
+    events,
+    timeoutMs: r.int('RELAY_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+  };
+}
+
+/** Standard Webhooks' secret form: `whsec_` and base64 of 24 to 64 bytes. */
+export function isWebhookSecret(text: string): boolean {
+  const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(text);
+  if (!match || match[1]!.length % 4 !== 0) return false;
+  const bytes = Buffer.from(match[1]!, 'base64').length;
+  return bytes >= 24 && bytes <= 64;
 }

@@ -48,6 +48,8 @@ export const ERROR_TABLE = {
   upstream_proxy_error: { status: 502, title: 'The outbound proxy refused the connection' },
   upstream_timeout: { status: 504, title: 'api.video did not answer in time' },
   internal_error: { status: 500, title: 'Internal error' },
+  webhooks_not_configured: { status: 409, title: 'No webhook is configured' },
+  too_many_webhook_tests: { status: 429, title: 'Too many webhook test events' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;
@@ -77,7 +79,7 @@ export function isRelayError(err: unknown): err is RelayError {
   return err instanceof RelayError;
 }
 
-/** The RFC 9457 body. `type` points at the code's row in docs/errors.md. */
+/** The RFC 9457 body. `type` points at the code's row in the catalogue the relay serves. */
 export interface Problem {
   type: string;
   title: string;
@@ -87,8 +89,11 @@ export interface Problem {
   requestId: string;
 }
 
-export const PROBLEM_TYPE_BASE =
-  'https://github.com/apivideo-upload-relay/apivideo-upload-relay/blob/main/docs/errors.md#';
+/**
+ * Relative (RFC 9457 allows a URI reference): it resolves against the relay that answered, which
+ * serves docs/errors.md at GET /docs/errors, so the link works wherever the relay is deployed.
+ */
+export const PROBLEM_TYPE_BASE = '/docs/errors#';
 
 export function toProblem(err: RelayError, requestId: string): Problem {
   return {

@@ -2,21 +2,35 @@
  * Start-up: the one place that reads the environment and handles signals. Everything it builds is
  * passed down explicitly.
  */
+// First: on a Node.js too old for the rest, say so plainly.
+import './node-version';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
 import { createApp } from './app';
-import { ConfigError, formatBytes, hasClientAuth, loadConfig, type Config } from './config';
+import {
+  ConfigError,
+  formatBytes,
+  hasClientAuth,
+  loadConfig,
+  readSecretFiles,
+  type Config,
+} from './config';
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { Lifecycle } from './lifecycle';
-import { createLogger, type Logger } from './logger';
+import { DotEnvError, dotEnvAdditions } from './dotenv';
+import { createLogger, prettyLogsWanted, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
+import { describeSessionStore, redisConnection } from './redis';
 import { RedisSessionStore } from './resumable/session-store';
 import { RedisLocker } from './resumable/upload-lock';
+import { RelayMetrics } from './metrics';
+import { createWebhooks } from './webhooks';
 import { detectSystemMemory } from './system-memory';
 
 function fail(message: string): never {
@@ -24,9 +38,29 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-function readConfig(): Config {
+/** `.env` in the working directory, when there is one; real environment variables win. */
+function loadDotEnv(): void {
+  const path = resolve('.env');
+  let text: string;
   try {
-    return loadConfig(process.env, detectSystemMemory());
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    fail(`Cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  try {
+    Object.assign(process.env, dotEnvAdditions(text, process.env, path));
+  } catch (err) {
+    if (err instanceof DotEnvError) fail(err.message);
+    throw err;
+  }
+}
+
+function readConfig(): Config {
+  loadDotEnv();
+  try {
+    const { env, problems } = readSecretFiles(process.env, (path) => readFileSync(path, 'utf8'));
+    return loadConfig(env, problems, detectSystemMemory());
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -52,7 +86,8 @@ function extraCa(config: Config): string[] | undefined {
 
 /** Every configured credential, so the logger can scrub it wherever it turns up. */
 function secretsOf(config: Config): Array<string | undefined> {
-  const proxyPasswords = [config.network.httpProxy, config.network.httpsProxy].map((url) => {
+  const urls = [config.network.httpProxy, config.network.httpsProxy, ...config.webhooks.urls];
+  const proxyPasswords = urls.map((url) => {
     try {
       return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
     } catch {
@@ -64,29 +99,89 @@ function secretsOf(config: Config): Array<string | undefined> {
     ...config.auth.apiTokens,
     config.auth.jwtSecret,
     config.auth.metricsToken,
+    config.webhooks.secret,
     ...proxyPasswords,
+    redisPassword(config.resumable.redisUrl),
   ];
+}
+
+function redisPassword(url: string | undefined): string | undefined {
+  try {
+    return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** REDIS_CA_FILE's PEM, read here because main.ts is the one place that reads files. */
+function redisCa(config: Config): string | undefined {
+  const file = config.resumable.redisCaFile;
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    fail(
+      `Invalid configuration:\n  - REDIS_CA_FILE: cannot read "${file}" (${(err as NodeJS.ErrnoException).code})`,
+    );
+  }
 }
 
 /** Sessions and locks of resumable uploads: shared in Redis, or in this process only. */
 function resumableStorage(config: Config, logger: Logger) {
+  logger.info(`session store: ${describeSessionStore(config.resumable)}`);
   const url = config.resumable.redisUrl;
-  if (!url) {
-    logger.info('REDIS_URL is not set: resumable uploads live in this process only (one instance)');
-    return undefined;
-  }
-  // Fail fast while Redis is away (503 session_store_unavailable), rather than queue commands.
-  const redis = new Redis(url, {
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-  });
+  if (!url) return undefined;
+  const redis = new Redis(
+    url,
+    redisConnection(
+      url,
+      // Fail fast while Redis is away (503 session_store_unavailable), rather than queue commands.
+      {
+        ca: redisCa(config),
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+      },
+      config.resumable,
+    ),
+  );
   redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
   const prefix = config.resumable.redisKeyPrefix;
   return {
     sessions: new RedisSessionStore(redis, prefix),
     locker: new RedisLocker(redis, prefix),
   };
+}
+
+/** Webhooks, when RELAY_WEBHOOK_URL is set: the outbox in Redis with REDIS_URL, else in memory. */
+function webhookDelivery(
+  config: Config,
+  logger: Logger,
+  dispatcher: ReturnType<typeof upstreamDispatcher>,
+  metrics: RelayMetrics,
+) {
+  if (config.webhooks.urls.length === 0) return undefined;
+  const url = config.resumable.redisUrl;
+  // A connection of its own, so claims never queue behind upload traffic. While Redis is away a
+  // write fails within 2 s rather than holding the client's answer, and the event is held in
+  // memory until Redis is back (src/webhooks/outbox.ts, HoldingOutbox).
+  const redis = url
+    ? new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true })
+    : undefined;
+  redis?.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
+  if (!redis)
+    logger.warn(
+      'REDIS_URL is not set: webhook events wait in this process memory, and those not yet delivered are lost if it stops',
+    );
+  return createWebhooks({
+    settings: config.webhooks,
+    logger,
+    redis,
+    prefix: `${config.resumable.redisKeyPrefix}webhooks:`,
+    ownsRedis: true,
+    dispatcher,
+    registry: metrics.registry,
+  });
 }
 
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
@@ -107,20 +202,39 @@ async function upstream(
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  const logger = createLogger({
+    level: config.logLevel,
+    secrets: secretsOf(config),
+    pretty: prettyLogsWanted(process.stdout.isTTY, config.nodeEnv),
+  });
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
+  // One dispatcher for api.video and webhooks alike: the same proxy and CA settings.
+  const dispatcher = upstreamDispatcher({ ...config.network, extraCa: extraCa(config) });
   const apivideo = new ApiVideoClient({
     apiKey,
     baseUrl,
     authScheme: config.apivideo.authScheme,
     maxAttempts: config.apivideo.maxAttempts,
-    dispatcher: upstreamDispatcher({ ...config.network, extraCa: extraCa(config) }),
+    dispatcher,
   });
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
   const lifecycle = new Lifecycle();
   const resumable = resumableStorage(config, logger);
-  const app = createApp({ config, logger, apivideo, readiness: keyCheck, lifecycle, resumable });
+  const metrics = new RelayMetrics();
+  const webhooks = webhookDelivery(config, logger, dispatcher, metrics);
+  webhooks?.worker.start();
+  const app = createApp({
+    config,
+    logger,
+    apivideo,
+    readiness: keyCheck,
+    lifecycle,
+    resumable,
+    metrics,
+    outcomeSinks: webhooks ? [webhooks.sink] : [],
+    webhooks: webhooks?.sink,
+  });
   const sweeper = setInterval(
     () => {
       void (app.locals.resumable as { sweepExpired(): Promise<number> })
@@ -151,6 +265,7 @@ async function main(): Promise<void> {
     );
 
   const shutdown = async (signal: string) => {
+    const drainStarted = Date.now();
     logger.info(
       { signal, uploadsInProgress: lifecycle.inProgress, graceMs: config.shutdownGraceMs },
       'draining: new uploads are refused, uploads in progress may finish',
@@ -165,6 +280,13 @@ async function main(): Promise<void> {
         ),
     );
     logger.info({ outcome }, 'drained; closing');
+    if (webhooks) {
+      // Events of the uploads that just finished go out if they can; the rest wait in the outbox.
+      const graceMs = Math.max(1000, config.shutdownGraceMs - (Date.now() - drainStarted));
+      const flushed = await webhooks.worker.flush(graceMs);
+      logger.info({ ...flushed, graceMs }, 'webhooks flushed');
+      await webhooks.store.close();
+    }
     keyCheck.stop();
     clearInterval(sweeper);
     server.close();

@@ -12,4 +12,5 @@ export default function globalSetup(): void {
       stdio: 'inherit',
     },
   );
+  execFileSync(process.execPath, [join(root, 'scripts/build-assets.mjs')], { stdio: 'inherit' });
 }

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import busboy from 'busboy';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { FaultPlan, type FaultRule, type RequestKind } from './faults';
+import { PartGate } from './part-gate';
 import { EmulatorProblem, badRequest } from './problems';
 import { MAX_PART, MAX_WHOLE, parseContentRange, type SourcePiece } from './source-assembly';
 import { TokenStore } from './tokens';
@@ -53,6 +54,10 @@ export interface Emulator {
   faults: FaultPlan;
   tokens: TokenStore;
   stats: EmulatorStats;
+  /** Holds parts until a test releases them (tests in this process only). */
+  gate: PartGate;
+  /** Aborted on close: ends the waits of requests in progress (fault delays, held parts). */
+  closing: AbortController;
 }
 
 export interface RunningEmulator extends Emulator {
@@ -71,6 +76,8 @@ export function createEmulator(options: EmulatorOptions): Emulator {
     tokens: new TokenStore(options.tokenTtlSeconds ?? 3600),
     stats: new EmulatorStats(),
     requestLog: [],
+    gate: new PartGate(),
+    closing: new AbortController(),
   };
   const { app } = emulator;
   app.disable('x-powered-by');
@@ -117,6 +124,7 @@ export async function startEmulator(
     url: `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     server,
     close: async () => {
+      emulator.closing.abort();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
@@ -274,7 +282,10 @@ function apiRoutes(emulator: Emulator): express.Router {
       const piece = parseContentRange(req.headers['content-range']);
       const record = findVideo(req);
       const file = await readSingleFile(req, piece.kind === 'whole' ? MAX_WHOLE : MAX_PART);
-      await sleep(Number(res.locals.delayMs ?? 0));
+      await sleep(Number(res.locals.delayMs ?? 0), undefined, { signal: emulator.closing.signal });
+      const gone = AbortSignal.any([emulator.closing.signal, closedBeforeAnswer(res)]);
+      await emulator.gate.pass(req.headers['content-range'] ?? null, gone);
+      if (gone.aborted) return;
       record.assembly.add(piece, file);
       send(res, 201, videoObject(record));
     },
@@ -320,12 +331,12 @@ function withFault(emulator: Emulator, kindOf: (req: Request) => RequestKind) {
     if (rule.drop) return dropConnection(req);
     if (rule.status === undefined) {
       if (kind.target === 'part') res.locals.delayMs = rule.delayMs ?? 0;
-      else await sleep(rule.delayMs ?? 0);
+      else await sleep(rule.delayMs ?? 0, undefined, { signal: emulator.closing.signal });
       return next();
     }
     req.resume();
     if (!req.complete) await once(req, 'end');
-    await sleep(rule.delayMs ?? 0);
+    await sleep(rule.delayMs ?? 0, undefined, { signal: emulator.closing.signal });
     if (rule.retryAfter !== undefined) {
       res.setHeader('Retry-After', String(rule.retryAfter));
       res.setHeader('X-RateLimit-Retry-After', String(rule.retryAfter));
@@ -340,6 +351,13 @@ function withFault(emulator: Emulator, kindOf: (req: Request) => RequestKind) {
       ),
     );
   };
+}
+
+/** Aborts when the response's connection closes before it was answered. */
+function closedBeforeAnswer(res: Response): AbortSignal {
+  const closed = new AbortController();
+  res.once('close', () => res.writableFinished || closed.abort());
+  return closed.signal;
 }
 
 function dropConnection(req: IncomingMessage): void {

@@ -4,6 +4,8 @@ import { RelayError, isRelayError, toProblem } from '../errors';
 import { lingerOnUnreadBody } from './linger';
 
 export function sendProblem(res: Response, err: RelayError, requestId: string): void {
+  // The request log line reads it: an expected refusal is a warning, only internal_error an error.
+  res.locals.problemCode = err.code;
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
   res
     .status(err.status)

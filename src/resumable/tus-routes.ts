@@ -238,6 +238,8 @@ export function resumableRoutes(deps: ResumableDeps): {
     const guard = guardUploadRequest(res, deps);
     let lock: Awaited<ReturnType<UploadLocker['acquire']>> | undefined;
     try {
+      // Ownership before the lock: taking it would ask the owner's request in flight to stop.
+      await ownSession(id, res);
       lock = await locker.acquire(
         id,
         AbortSignal.any([guard.signal, AbortSignal.timeout(lockWaitMs)]),
@@ -349,9 +351,10 @@ export function resumableRoutes(deps: ResumableDeps): {
   const terminate: RequestHandler = async (req, res) => {
     const id = String(req.params.id);
     if (!UPLOAD_ID.test(id)) throw notFound();
+    await ownSession(id, res);
     const lock = await locker.acquire(id, AbortSignal.timeout(lockWaitMs), () => undefined);
     try {
-      const session = await ownSession(String(req.params.id), res);
+      const session = await ownSession(id, res);
       if (session.completed)
         throw new RelayError('upload_completed', 'This upload is complete; its video stays.');
       await engine.fail({

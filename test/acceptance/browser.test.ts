@@ -1,24 +1,23 @@
 /**
  * The upload page in a real browser: playwright-core drives Debian's Chromium, picks a generated
- * 12 MiB file, uploads it, and the emulator's SHA-256 is the file's. A screenshot goes to docs/.
+ * 12 MiB file, uploads it, and the emulator's SHA-256 is the file's. (docs/demo-page.png is taken
+ * mid-upload by upload-page.test.ts.)
  */
-import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
-import { inspectVideo, startTestEmulator } from '../helpers/emulator';
-import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { inspectVideo } from '../helpers/emulator';
+import { useRelay } from '../helpers/fixture';
+import { CHROMIUM, requirePrograms } from '../helpers/prerequisites';
 
-let emulator: RunningEmulator;
-let relay: TestRelay;
+const fixture = useRelay({
+  env: { RELAY_API_TOKENS: 'browser-token-0123456789', LOG_LEVEL: 'warn' },
+});
+const emulator = () => fixture.emulator;
 let browser: Browser;
 beforeAll(async () => {
-  emulator = await startTestEmulator();
-  relay = await startTestRelay(emulator, {
-    env: { RELAY_API_TOKENS: 'browser-token-0123456789', LOG_LEVEL: 'warn' },
-  });
+  requirePrograms('chromium');
   browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: CHROMIUM,
     headless: true,
     // The flags a closed network needs: no background calls home, no sandbox as root.
     args: [
@@ -34,8 +33,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await browser?.close();
-  await relay.close();
-  await emulator.close();
 });
 
 test('pick a file, see progress, get the videoId and the player link', async () => {
@@ -43,34 +40,33 @@ test('pick a file, see progress, get the videoId and the player link', async () 
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  await page.goto(relay.url);
+  await page.goto(fixture.url);
   expect(await page.title()).toBe('Upload a video · api.video relay');
   const file = randomBytesOf(12 * MiB);
   await page.setInputFiles('#file', { name: 'beach-day.mp4', mimeType: 'video/mp4', buffer: file });
   await expect(page.textContent('#drop-text')).resolves.toContain('beach-day.mp4');
   await page.fill('#title', 'Beach day');
   await page.fill('#token', 'browser-token-0123456789');
+  await page.uncheck('#resumable'); // one multipart request (the page's default is resumable)
   await page.click('#upload');
   await page.waitForSelector('#result:not([hidden])', { timeout: 30_000 });
   const videoId = (await page.textContent('#video-id'))!;
   expect(await page.textContent('#percent')).toBe('100 %');
   expect(await page.getAttribute('#player', 'href')).toBe(`https://embed.api.video/vod/${videoId}`);
-  expect(inspectVideo(emulator, videoId)).toMatchObject({
+  expect(inspectVideo(emulator(), videoId)).toMatchObject({
     completed: true,
     size: file.length,
     sha256: sha256(file),
     input: { title: 'Beach day' },
   });
   expect(errors).toEqual([]);
-  await page.waitForTimeout(400); // let the bar's transition end
-  await page.screenshot({ path: join(__dirname, '../../docs/demo-page.png') });
 });
 
 test('the resumable switch: tus-js-client in the browser, through /v1/uploads', async () => {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(relay.url);
+  await page.goto(fixture.url);
   const file = randomBytesOf(12 * MiB);
   await page.setInputFiles('#file', { name: 'resumable.mp4', mimeType: 'video/mp4', buffer: file });
   await page.fill('#token', 'browser-token-0123456789');
@@ -78,18 +74,18 @@ test('the resumable switch: tus-js-client in the browser, through /v1/uploads', 
   await page.click('#upload');
   await page.waitForSelector('#result:not([hidden])', { timeout: 30_000 });
   const videoId = (await page.textContent('#video-id'))!;
-  expect(inspectVideo(emulator, videoId)).toMatchObject({
+  expect(inspectVideo(emulator(), videoId)).toMatchObject({
     completed: true,
     sha256: sha256(file),
     input: { title: 'resumable' },
   });
-  expect(inspectVideo(emulator, videoId).parts.length).toBe(3); // 5 MiB parts, relayed as tus chunks arrived
+  expect(inspectVideo(emulator(), videoId).parts.length).toBe(3); // 5 MiB parts, relayed as tus chunks arrived
   expect(errors).toEqual([]);
 });
 
 test('a refused upload shows the problem, not a stack', async () => {
   const page = await browser.newPage();
-  await page.goto(relay.url);
+  await page.goto(fixture.url);
   await page.evaluate('sessionStorage.clear()');
   await page.fill('#token', '');
   await page.setInputFiles('#file', {

@@ -6,10 +6,10 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB, tempFile, type TempFile } from '../helpers/data';
-import { inspectVideo, startTestEmulator } from '../helpers/emulator';
-import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { inspectVideo } from '../helpers/emulator';
+import { useRelay } from '../helpers/fixture';
+import { requirePrograms } from '../helpers/prerequisites';
 
 const run = promisify(execFile);
 const TOKEN = 'client-example-token-0123456789';
@@ -20,25 +20,17 @@ const blocks = (title: string, lang: string) =>
     (m) => m[1]!,
   );
 
-let emulator: RunningEmulator;
-let relay: TestRelay;
+const fixture = useRelay({ env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'warn' } });
+const emulator = () => fixture.emulator;
 let file: TempFile;
-beforeAll(async () => {
-  emulator = await startTestEmulator();
-  relay = await startTestRelay(emulator, { env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'warn' } });
-  file = await tempFile(9 * MiB + 7, 'holiday.mp4');
-});
-afterAll(async () => {
-  await relay.close();
-  await emulator.close();
-  await file.remove();
-});
+beforeAll(async () => (file = await tempFile(9 * MiB + 7, 'holiday.mp4')));
+afterAll(() => file?.remove()); // absent when beforeAll failed
 
 function env() {
   return {
     PATH: process.env.PATH!,
     HOME: process.env.HOME!,
-    RELAY_URL: relay.url,
+    RELAY_URL: fixture.url,
     RELAY_TOKEN: TOKEN,
     VIDEO_FILE: file.path,
   };
@@ -47,12 +39,12 @@ function env() {
 function expectUploaded(stdout: string) {
   const videoId = stdout.trim().split('\n').at(-1)!;
   expect(videoId).toMatch(/^vi[A-Za-z0-9]+$/);
-  expect(inspectVideo(emulator, videoId)).toMatchObject({
+  expect(inspectVideo(emulator(), videoId)).toMatchObject({
     completed: true,
     size: file.size,
     sha256: file.sha256,
   });
-  return inspectVideo(emulator, videoId);
+  return inspectVideo(emulator(), videoId);
 }
 
 test('the examples are there: two curl, one Python, one Node', () => {
@@ -62,6 +54,7 @@ test('the examples are there: two curl, one Python, one Node', () => {
 });
 
 test.each([0, 1])('curl example %i', async (i) => {
+  requirePrograms('curl');
   const { stdout } = await run('bash', ['-c', blocks('curl', 'bash')[i]!], { env: env() });
   const seen = expectUploaded(stdout);
   expect(seen.input).toMatchObject({
@@ -73,7 +66,7 @@ test.each([0, 1])('curl example %i', async (i) => {
 test('Python example (requests)', async () => {
   const script = join(file.path, '..', 'example.py');
   writeFileSync(script, blocks('Python', 'python')[0]!);
-  // Debian's python3 carries requests (python3-requests), installed by .ci/run.
+  requirePrograms('python3-requests'); // Debian's, installed by .ci/run
   const { stdout } = await run('/usr/bin/python3', [script], { env: env() });
   expect(expectUploaded(stdout).input).toMatchObject({
     title: 'Holiday',

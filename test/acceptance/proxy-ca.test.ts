@@ -9,6 +9,7 @@ import { startEmulator } from '../../src/emulator/app';
 import { makeTestPki, type TestPki } from '../helpers/certs';
 import { MiB } from '../helpers/data';
 import { TEST_API_KEY, inspectVideo } from '../helpers/emulator';
+import { requirePrograms } from '../helpers/prerequisites';
 import { startRelayProcess, type RelayProcess } from '../helpers/process';
 import { uploadRaw } from '../helpers/upload';
 
@@ -20,6 +21,7 @@ const connects: Array<{ method: string; hostname: string; port: number; username
 const running: RelayProcess[] = [];
 
 beforeAll(async () => {
+  requirePrograms('openssl');
   pki = makeTestPki();
   emulator = await startEmulator({
     apiKey: TEST_API_KEY,
@@ -37,10 +39,10 @@ beforeAll(async () => {
   await proxy.listen();
 });
 afterAll(async () => {
-  for (const r of running) await r.stop('SIGKILL');
-  await proxy.close(true);
-  await emulator.close();
-  pki.remove();
+  await Promise.all(running.map((r) => r.stop('SIGKILL')));
+  await proxy?.close(true);
+  await emulator?.close();
+  pki?.remove();
 });
 
 async function relay(env: Record<string, string>) {
@@ -50,6 +52,7 @@ async function relay(env: Record<string, string>) {
     APIVIDEO_BASE_URL: `https://localhost:${port}`,
     HTTPS_PROXY: `http://relay:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}`,
     UPSTREAM_MAX_ATTEMPTS: '2',
+    UPLOAD_PART_SIZE: '5MiB', // several parts through one tunnel
     LOG_LEVEL: 'debug',
     ...env,
   });

@@ -10,6 +10,8 @@ const [input, output, relayPort, emulatorPort] = process.argv.slice(2);
 const doc = parse(readFileSync(input, 'utf8'));
 // redis sits behind the `resumable` profile and its image cannot be pulled here.
 delete doc.services.redis;
+delete doc.volumes?.['redis-data'];
+if (doc.volumes && Object.keys(doc.volumes).length === 0) delete doc.volumes;
 for (const service of Object.values(doc.services)) {
   delete service.ports;
   delete service.networks;

@@ -41,6 +41,11 @@ log "node in the image: $(docker run --rm --network host "$IMAGE" node --version
 stray=$(docker run --rm --network host "$IMAGE" sh -c 'ls -A /app; ls /app/node_modules | grep -E "^(jest|typescript|ts-jest|playwright-core)$" || true' | grep -E '^(test|\.git|\.env|src|bench|jest|typescript|ts-jest|playwright-core)$' || true)
 [ -z "$stray" ] || { echo "container-test: the image holds $stray" >&2; exit 1; }
 log "runs as node, NODE_ENV=production, no tests, sources, .git, .env or dev dependencies"
+# Built at build time into dist/: the page's tus bundle and the error catalogue; tus-js-client
+# itself (a dev dependency) is not shipped.
+docker run --rm --network host "$IMAGE" sh -c 'test -s dist/vendor/tus.min.js && test -s dist/docs/errors.html && ! test -e node_modules/tus-js-client' ||
+  { echo "container-test: dist/vendor/tus.min.js or dist/docs/errors.html missing, or tus-js-client shipped" >&2; exit 1; }
+log "dist/ holds the tus bundle and the error catalogue; node_modules has no tus-js-client"
 
 wait_for() { # url, seconds
   for _ in $(seq 1 "$2"); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 1; done
@@ -69,6 +74,10 @@ docker run -d --name relay-test-relay --network host --health-interval 2s \
 wait_for "http://127.0.0.1:$EMULATOR_PORT/_emulator/stats" 30
 wait_for "http://127.0.0.1:$RELAY_PORT/readyz" 30
 upload_and_check "http://127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$EMULATOR_PORT"
+# A problem's `type` resolves on the relay itself.
+curl -fsS "http://127.0.0.1:$RELAY_PORT/docs/errors" | grep -q '<tr id="route_not_found">' ||
+  { echo "container-test: GET /docs/errors has no route_not_found anchor" >&2; exit 1; }
+log "GET /docs/errors serves the catalogue"
 
 log "4. HEALTHCHECK and docker stop"
 for _ in $(seq 1 30); do

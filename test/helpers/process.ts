@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const ROOT = join(__dirname, '../..');
@@ -12,6 +13,7 @@ export interface RelayProcess {
   exited: Promise<number | null>;
   /** Resident memory now, in bytes (Linux). */
   rss(): number;
+  /** Sends `signal` unless the process has exited already; resolves with its exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -25,7 +27,7 @@ export function runToExit(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN], { env: cleanEnv(env) });
+    const child = spawn(process.execPath, [MAIN], { env: cleanEnv(env), cwd: tmpdir() });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -38,13 +40,17 @@ export function runToExit(
 export async function startRelayProcess(env: Record<string, string>): Promise<RelayProcess> {
   const child = spawn(process.execPath, [MAIN], {
     env: cleanEnv({ PORT: '0', HOST: '127.0.0.1', ...env }),
+    cwd: tmpdir(), // the relay reads .env from its working directory: not a developer's own
   });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${output}`)), 15_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a relay behind when it does not come up
+      reject(new Error(`relay did not start:\n${output}`));
+    }, 15_000);
     const look = () => {
       const match = /relay listening on (http:\/\/[\d.:]+)/.exec(output);
       if (match) {
@@ -53,7 +59,10 @@ export async function startRelayProcess(env: Record<string, string>): Promise<Re
       }
     };
     child.stdout!.on('data', look);
-    void exited.then(() => reject(new Error(`relay exited:\n${output}`)));
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`relay exited:\n${output}`));
+    });
   });
   return {
     child,
@@ -64,7 +73,7 @@ export async function startRelayProcess(env: Record<string, string>): Promise<Re
       Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) *
       1024,
     stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null) child.kill(signal);
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
     },
   };

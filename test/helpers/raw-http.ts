@@ -54,11 +54,27 @@ export class RawHttp {
     return /\r\n\r\n/.test(this.received);
   }
 
+  /** The server closed (or cut) the connection, or we did. */
+  get isClosed(): boolean {
+    return this.socket.destroyed;
+  }
+
   /** Waits for a full answer (Content-Length framed), or for the socket to close. */
   async answer(timeoutMs = 10_000): Promise<RawAnswer> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.complete() && Date.now() < deadline && !this.socket.destroyed) {
-      await new Promise((r) => setTimeout(r, 10));
+    if (!this.complete() && !this.socket.destroyed) {
+      await new Promise<void>((resolve) => {
+        const finish = () => {
+          clearTimeout(timer);
+          this.socket.off('data', check);
+          this.socket.off('close', finish);
+          resolve();
+        };
+        // Registered after the constructor's listener, so `received` already holds the chunk.
+        const check = () => this.complete() && finish();
+        const timer = setTimeout(finish, timeoutMs);
+        this.socket.on('data', check);
+        this.socket.once('close', finish);
+      });
     }
     return parse(this.received);
   }

@@ -36,6 +36,8 @@ export interface TestRelayOptions {
   outcomeSinks?: AppDeps['outcomeSinks'];
   /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
   client?: Partial<ApiVideoClientOptions>;
+  /** More of the app's parts (webhooks, outcome sinks, metrics). */
+  deps?: Partial<AppDeps>;
 }
 
 /**
@@ -80,6 +82,7 @@ export async function startTestRelay(
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },
     resumable: options.resumable,
+    ...options.deps,
   });
   const server = createHttpServer(app, config);
   const url = await listen(server, 0, '127.0.0.1');

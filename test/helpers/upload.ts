@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { randomStream } from './data';
+import { Multipart, type Fields } from './multipart';
 
 export interface UploadAnswer {
   status: number;
@@ -9,25 +9,22 @@ export interface UploadAnswer {
   body: Record<string, unknown>;
 }
 
-type Fields = Array<[string, string]>;
-
 /** A multipart body around a stream, built as it is read, with its exact length. */
 export function multipartAround(
   file: Readable,
   fileSize: number,
   options: { fields?: Fields; after?: Fields; filename?: string; fieldName?: string } = {},
 ): { body: Readable; contentType: string; length: number } {
-  const boundary = `----test${randomBytes(8).toString('hex')}`;
-  const field = ([name, value]: [string, string]) =>
-    `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
-  const head = Buffer.from(
-    (options.fields ?? []).map(field).join('') +
-      `--${boundary}\r\nContent-Disposition: form-data; name="${options.fieldName ?? 'file'}"; filename="${options.filename ?? 'clip.mp4'}"\r\n` +
-      'Content-Type: video/mp4\r\n\r\n',
-  );
-  const tail = Buffer.from(
-    '\r\n' + (options.after ?? []).map(field).join('') + `--${boundary}--\r\n`,
-  );
+  const form = new Multipart();
+  const head = Buffer.concat([
+    ...(options.fields ?? []).map(([name, value]) => form.field(name, value)),
+    form.fileHead(options.fieldName, options.filename),
+  ]);
+  const tail = Buffer.concat([
+    form.fileEnd(),
+    ...(options.after ?? []).map(([name, value]) => form.field(name, value)),
+    form.end(),
+  ]);
   async function* parts() {
     yield head;
     for await (const chunk of file) yield chunk as Buffer;
@@ -35,7 +32,7 @@ export function multipartAround(
   }
   return {
     body: Readable.from(parts(), { objectMode: false }),
-    contentType: `multipart/form-data; boundary=${boundary}`,
+    contentType: form.contentType,
     length: head.length + fileSize + tail.length,
   };
 }

@@ -1,15 +1,15 @@
 /** The emulator over HTTP, spoken to directly: auth, containers, the source forms, faults, control API. */
 import { request } from 'undici';
-import type { RunningEmulator } from '../../src/emulator/app';
-import { TEST_API_KEY, startTestEmulator } from '../helpers/emulator';
+import { basicAuth } from '../helpers/auth';
+import { MiB } from '../helpers/data';
+import { TEST_API_KEY } from '../helpers/emulator';
+import { useEmulator } from '../helpers/fixture';
+import { Multipart } from '../helpers/multipart';
+import { eventually } from '../helpers/wait';
 
-let emulator: RunningEmulator;
-beforeAll(async () => (emulator = await startTestEmulator()));
-afterAll(() => emulator.close());
-afterEach(() => emulator.faults.clear());
-
-const BASIC = 'Basic ' + Buffer.from(`${TEST_API_KEY}:`).toString('base64');
-const MiB = 1024 * 1024;
+const fixture = useEmulator();
+const emulator = () => fixture.emulator;
+const BASIC = basicAuth(TEST_API_KEY);
 
 async function call(
   method: string,
@@ -23,7 +23,7 @@ async function call(
     headers['content-type'] = 'application/json';
     body = JSON.stringify(options.json);
   } else if (options.body) body = options.body;
-  const res = await request(emulator.url + path, { method: method as 'GET', headers, body });
+  const res = await request(emulator().url + path, { method: method as 'GET', headers, body });
   const text = await res.body.text();
   return {
     status: res.statusCode,
@@ -32,32 +32,15 @@ async function call(
   };
 }
 
-function form(files: Array<{ name: string; data: Buffer }>): { body: Buffer; type: string } {
-  const boundary = 'XyZ';
-  const parts = files.map((f) =>
-    Buffer.concat([
-      Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="${f.name}"; filename="${f.name}.bin"\r\n\r\n`,
-      ),
-      f.data,
-      Buffer.from('\r\n'),
-    ]),
-  );
-  return {
-    body: Buffer.concat([...parts, Buffer.from(`--${boundary}--\r\n`)]),
-    type: `multipart/form-data; boundary=${boundary}`,
-  };
-}
-
 async function upload(
   videoId: string,
   range: string | undefined,
   files: Array<{ name: string; data: Buffer }>,
 ) {
-  const { body, type } = form(files);
+  const form = new Multipart();
   return call('POST', `/videos/${videoId}/source`, {
-    body,
-    headers: { 'content-type': type, ...(range ? { 'content-range': range } : {}) },
+    body: form.body(files),
+    headers: { 'content-type': form.contentType, ...(range ? { 'content-range': range } : {}) },
   });
 }
 
@@ -67,7 +50,7 @@ const newVideo = async () =>
 describe('authentication', () => {
   test('Basic with the key works; a wrong key or none is 401 problem+json', async () => {
     expect((await call('GET', '/videos')).status).toBe(200);
-    for (const auth of ['Basic ' + Buffer.from('nope:').toString('base64'), '']) {
+    for (const auth of [basicAuth('nope'), '']) {
       const res = await call('GET', '/videos', { auth });
       expect(res.status).toBe(401);
       expect(res.headers['content-type']).toBe('application/problem+json');
@@ -93,7 +76,7 @@ describe('authentication', () => {
   test('expired tokens get 401; /auth/refresh gives a new one, once per refresh token', async () => {
     const pair = (await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } }))
       .body;
-    emulator.tokens.expireAll();
+    emulator().tokens.expireAll();
     expect((await call('GET', '/videos', { auth: `Bearer ${pair.access_token}` })).status).toBe(
       401,
     );
@@ -115,15 +98,19 @@ describe('authentication', () => {
   });
 
   test('a token lifetime can be shortened', async () => {
-    emulator.tokens.setTtl(1);
-    const pair = (await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } }))
-      .body;
-    expect(pair.expires_in).toBe(1);
-    await new Promise((r) => setTimeout(r, 1100));
-    expect((await call('GET', '/videos', { auth: `Bearer ${pair.access_token}` })).status).toBe(
-      401,
-    );
-    emulator.tokens.setTtl(3600);
+    emulator().tokens.setTtl(1);
+    try {
+      const pair = (
+        await call('POST', '/auth/api-key', { auth: '', json: { apiKey: TEST_API_KEY } })
+      ).body;
+      expect(pair.expires_in).toBe(1);
+      await new Promise((r) => setTimeout(r, 1100)); // the lifetime is whole seconds
+      expect((await call('GET', '/videos', { auth: `Bearer ${pair.access_token}` })).status).toBe(
+        401,
+      );
+    } finally {
+      emulator().tokens.setTtl(3600);
+    }
   });
 });
 
@@ -211,7 +198,7 @@ describe('POST /videos/{id}/source over HTTP', () => {
 
 describe('fault injection', () => {
   test('a status with a retry header, a chosen number of times, then normal service', async () => {
-    emulator.faults.add({ target: 'create', status: 429, retryAfter: 2, times: 2 });
+    emulator().faults.add({ target: 'create', status: 429, retryAfter: 2, times: 2 });
     for (let i = 0; i < 2; i++) {
       const res = await call('POST', '/videos', { json: { title: 't' } });
       expect(res.status).toBe(429);
@@ -223,7 +210,7 @@ describe('fault injection', () => {
 
   test('a chosen part only: part 2 fails, part 1 does not', async () => {
     const id = await newVideo();
-    emulator.faults.add({ target: 'part', part: 2, status: 503 });
+    emulator().faults.add({ target: 'part', part: 2, status: 503 });
     expect(
       (await upload(id, 'part 1/*', [{ name: 'file', data: Buffer.alloc(5 * MiB) }])).status,
     ).toBe(201);
@@ -236,7 +223,7 @@ describe('fault injection', () => {
   });
 
   test('a delay', async () => {
-    emulator.faults.add({ target: 'any', delayMs: 300 });
+    emulator().faults.add({ target: 'any', delayMs: 300 });
     const started = Date.now();
     await call('GET', '/videos');
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
@@ -244,28 +231,56 @@ describe('fault injection', () => {
 
   test('a dropped connection mid-request', async () => {
     const id = await newVideo();
-    emulator.faults.add({ target: 'part', drop: true });
+    emulator().faults.add({ target: 'part', drop: true });
     await expect(
       upload(id, 'part 1/1', [{ name: 'file', data: Buffer.alloc(MiB) }]),
     ).rejects.toThrow();
-    expect(emulator.videos.inspect(id)!.assembly.summary().parts).toEqual([]);
+    expect(emulator().videos.inspect(id)!.assembly.summary().parts).toEqual([]);
   });
 
   test('parts in flight at once are recorded', async () => {
     const id = await newVideo();
-    emulator.stats.reset();
-    emulator.faults.add({ target: 'part', delayMs: 200, times: 3 });
-    await Promise.all(
+    const { gate, stats } = emulator();
+    stats.reset();
+    gate.hold();
+    const answers = Promise.all(
       [1, 2, 3].map((n) =>
         upload(id, `part ${n}/*`, [{ name: 'file', data: Buffer.alloc(5 * MiB) }]),
       ),
     );
-    expect(emulator.stats.maxPartsInFlight).toBe(3);
-    expect(emulator.stats.partsInFlight).toBe(0);
+    await gate.waitForHeld(3);
+    gate.open();
+    expect((await answers).map((a) => a.status)).toEqual([201, 201, 201]);
+    expect(stats.maxPartsInFlight).toBe(3);
+    expect(stats.partsInFlight).toBe(0);
+  });
+
+  test('the part gate: a held part whose client goes away leaves the gate and is not assembled', async () => {
+    const id = await newVideo();
+    const { gate } = emulator();
+    gate.hold();
+    const form = new Multipart();
+    const gone = new AbortController();
+    const sent = request(`${emulator().url}/videos/${id}/source`, {
+      method: 'POST',
+      headers: {
+        authorization: BASIC,
+        'content-type': form.contentType,
+        'content-range': 'part 1/1',
+      },
+      body: form.body([{ name: 'file', data: Buffer.from('held') }]),
+      signal: gone.signal,
+    });
+    await gate.waitForHeld(1);
+    expect(gate.held).toEqual(['part 1/1']);
+    gone.abort();
+    await expect(sent).rejects.toThrow();
+    await eventually(() => gate.held.length === 0);
+    expect(emulator().videos.inspect(id)!.assembly.summary().parts).toEqual([]);
   });
 
   test('the control API sets faults and reads records over HTTP (for tests of a separate process)', async () => {
-    const add = await request(`${emulator.url}/_emulator/faults`, {
+    const add = await request(`${emulator().url}/_emulator/faults`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ target: 'create', status: 500 }),
@@ -274,9 +289,9 @@ describe('fault injection', () => {
     await add.body.dump();
     expect((await call('POST', '/videos', { json: { title: 't' } })).status).toBe(500);
     const id = await newVideo();
-    const seen = await request(`${emulator.url}/_emulator/videos/${id}`);
+    const seen = await request(`${emulator().url}/_emulator/videos/${id}`);
     expect(await seen.body.json()).toMatchObject({ videoId: id, deleted: false, completed: false });
-    const stats = await request(`${emulator.url}/_emulator/stats`);
+    const stats = await request(`${emulator().url}/_emulator/stats`);
     expect(await stats.body.json()).toMatchObject({ maxPartsInFlight: expect.any(Number) });
   });
 });

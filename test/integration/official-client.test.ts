@@ -4,29 +4,24 @@
  */
 import ApiVideoClient from '@api.video/nodejs-client';
 import { MiB, tempFile, type TempFile } from '../helpers/data';
-import { TEST_API_KEY, inspectVideo, startTestEmulator } from '../helpers/emulator';
-import type { RunningEmulator } from '../../src/emulator/app';
+import { TEST_API_KEY, inspectVideo } from '../helpers/emulator';
+import { useEmulator } from '../helpers/fixture';
 
-let emulator: RunningEmulator;
+const fixture = useEmulator();
+const emulator = () => fixture.emulator;
 let file: TempFile;
-beforeAll(async () => {
-  emulator = await startTestEmulator();
-  file = await tempFile(13 * MiB + 12345);
-});
-afterAll(async () => {
-  await emulator.close();
-  await file.remove();
-});
+beforeAll(async () => (file = await tempFile(13 * MiB + 12345)));
+afterAll(() => file?.remove()); // absent when beforeAll failed
 
 function client(chunkSize?: number) {
-  return new ApiVideoClient({ apiKey: TEST_API_KEY, baseUri: emulator.url, chunkSize });
+  return new ApiVideoClient({ apiKey: TEST_API_KEY, baseUri: emulator().url, chunkSize });
 }
 
 test('default upload, in one request, assembles the same bytes', async () => {
   const api = client(50 * MiB);
   const video = await api.videos.create({ title: 'whole' });
   await api.videos.upload(video.videoId, file.path);
-  const seen = inspectVideo(emulator, video.videoId);
+  const seen = inspectVideo(emulator(), video.videoId);
   expect(seen).toMatchObject({
     mode: 'whole',
     completed: true,
@@ -39,7 +34,7 @@ test('default upload in 5 MiB chunks (part N/M) assembles the same bytes', async
   const api = client(5 * MiB);
   const video = await api.videos.create({ title: 'chunked' });
   await api.videos.upload(video.videoId, file.path);
-  const seen = inspectVideo(emulator, video.videoId);
+  const seen = inspectVideo(emulator(), video.videoId);
   expect(seen.mode).toBe('part');
   expect(seen.parts.map((p) => p.number)).toEqual([1, 2, 3]);
   expect(seen).toMatchObject({
@@ -54,18 +49,21 @@ test('a progressive upload session (part N/*, then N/N) assembles the same bytes
   const api = client();
   const video = await api.videos.create({ title: 'progressive' });
   const parts = await splitFile(file, 6 * MiB);
-  const session = api.videos.createUploadProgressiveSession(video.videoId);
-  for (const part of parts.slice(0, -1)) await session.uploadPart(part.path);
-  const done = await session.uploadLastPart(parts.at(-1)!.path);
-  expect(done.videoId).toBe(video.videoId);
-  const seen = inspectVideo(emulator, video.videoId);
-  expect(seen).toMatchObject({
-    mode: 'part',
-    completed: true,
-    size: file.size,
-    sha256: file.sha256,
-  });
-  await Promise.all(parts.map((p) => p.remove()));
+  try {
+    const session = api.videos.createUploadProgressiveSession(video.videoId);
+    for (const part of parts.slice(0, -1)) await session.uploadPart(part.path);
+    const done = await session.uploadLastPart(parts.at(-1)!.path);
+    expect(done.videoId).toBe(video.videoId);
+    const seen = inspectVideo(emulator(), video.videoId);
+    expect(seen).toMatchObject({
+      mode: 'part',
+      completed: true,
+      size: file.size,
+      sha256: file.sha256,
+    });
+  } finally {
+    await Promise.all(parts.map((p) => p.remove()));
+  }
 });
 
 test('the client reports the emulator’s errors: a second upload to a finished container', async () => {

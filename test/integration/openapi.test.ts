@@ -6,12 +6,11 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import request from 'supertest';
-import type { RunningEmulator } from '../../src/emulator/app';
 import { ERROR_TABLE } from '../../src/errors';
 import openapi from '../../src/http/openapi.json';
-import { startTestEmulator } from '../helpers/emulator';
+import { MiB } from '../helpers/data';
+import { useRelay } from '../helpers/fixture';
 import { RawHttp } from '../helpers/raw-http';
-import { startTestRelay, type TestRelay } from '../helpers/relay';
 
 type Doc = {
   paths: Record<
@@ -34,27 +33,14 @@ ajv.addSchema(openapi, 'openapi.json');
 const pointer = (...parts: string[]) =>
   parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
 
-let emulator: RunningEmulator;
-let open: TestRelay;
-let locked: TestRelay;
-beforeAll(async () => {
-  emulator = await startTestEmulator();
-  open = await startTestRelay(emulator, {
-    env: { UPLOAD_MAX_FILE_SIZE: '10MiB', LOG_LEVEL: 'warn' },
-  });
-  locked = await startTestRelay(emulator, {
-    env: {
-      RELAY_API_TOKENS: 'openapi-token-0123456789',
-      METRICS_TOKEN: 'metrics-0123456789abc',
-      LOG_LEVEL: 'warn',
-    },
-    ready: false,
-  });
-});
-afterAll(async () => {
-  await open.close();
-  await locked.close();
-  await emulator.close();
+const fixture = useRelay({ env: { UPLOAD_MAX_FILE_SIZE: '10MiB', LOG_LEVEL: 'warn' } });
+const lockedRelay = fixture.alsoRelay({
+  env: {
+    RELAY_API_TOKENS: 'openapi-token-0123456789',
+    METRICS_TOKEN: 'metrics-0123456789abc',
+    LOG_LEVEL: 'warn',
+  },
+  ready: false,
 });
 
 interface Answer {
@@ -100,13 +86,13 @@ test('the problem codes in the document are exactly the relay’s codes', () => 
 });
 
 test('GET /openapi.json serves the document', async () => {
-  const res = await request(open.url).get('/openapi.json');
+  const res = await request(fixture.url).get('/openapi.json');
   expect(res.body).toEqual(openapi);
   conforms('/openapi.json', 'get', res);
 });
 
 test('uploads: 201 multipart and raw, and each kind of problem', async () => {
-  const api = request(open.url);
+  const api = request(fixture.url);
   const created = await api
     .post('/v1/videos')
     .field('title', 'doc')
@@ -137,12 +123,12 @@ test('uploads: 201 multipart and raw, and each kind of problem', async () => {
   conforms(
     '/v1/videos',
     'post',
-    await request(locked.url).post('/v1/videos').attach('file', Buffer.alloc(1), 'a.mp4'),
+    await request(lockedRelay().url).post('/v1/videos').attach('file', Buffer.alloc(1), 'a.mp4'),
   ); // 401
-  const big = await RawHttp.open(open.url);
+  const big = await RawHttp.open(fixture.url);
   big.head('/v1/videos', {
     'Content-Type': 'video/mp4',
-    'Content-Length': String(11 * 1024 * 1024),
+    'Content-Length': String(11 * MiB),
   });
   const tooLarge = await big.answer();
   big.destroy();
@@ -158,25 +144,25 @@ test('uploads: 201 multipart and raw, and each kind of problem', async () => {
 });
 
 test('operations: health, readiness (both ways), metrics (open and locked)', async () => {
-  conforms('/healthz', 'get', await request(open.url).get('/healthz'));
-  conforms('/readyz', 'get', await request(open.url).get('/readyz'));
-  conforms('/readyz', 'get', await request(locked.url).get('/readyz')); // 503
-  conforms('/metrics', 'get', await request(open.url).get('/metrics'));
-  conforms('/metrics', 'get', await request(locked.url).get('/metrics')); // 401
+  conforms('/healthz', 'get', await request(fixture.url).get('/healthz'));
+  conforms('/readyz', 'get', await request(fixture.url).get('/readyz'));
+  conforms('/readyz', 'get', await request(lockedRelay().url).get('/readyz')); // 503
+  conforms('/metrics', 'get', await request(fixture.url).get('/metrics'));
+  conforms('/metrics', 'get', await request(lockedRelay().url).get('/metrics')); // 401
 });
 
 test('resumable uploads: GET /v1/uploads/{id}, both ways', async () => {
-  const created = await request(open.url)
+  const created = await request(fixture.url)
     .post('/v1/uploads')
     .set('Tus-Resumable', '1.0.0')
     .set('Upload-Length', '3');
   const path = created.headers.location as string;
-  await request(open.url)
+  await request(fixture.url)
     .patch(path)
     .set('Tus-Resumable', '1.0.0')
     .set('Upload-Offset', '0')
     .set('Content-Type', 'application/offset+octet-stream')
     .send(Buffer.from('abc'));
-  conforms('/v1/uploads/{id}', 'get', await request(open.url).get(path));
-  conforms('/v1/uploads/{id}', 'get', await request(open.url).get('/v1/uploads/nope'));
+  conforms('/v1/uploads/{id}', 'get', await request(fixture.url).get(path));
+  conforms('/v1/uploads/{id}', 'get', await request(fixture.url).get('/v1/uploads/nope'));
 });

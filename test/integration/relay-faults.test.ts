@@ -2,29 +2,17 @@
  * api.video misbehaves on part 2 in every way it can; the relay retries and the bytes still arrive
  * exactly. A fault that outlasts the retries ends in a 502 and the container is deleted.
  */
-import type { RunningEmulator } from '../../src/emulator/app';
 import type { FaultRule } from '../../src/emulator/faults';
 import { MiB } from '../helpers/data';
-import { inspectVideo, startTestEmulator } from '../helpers/emulator';
-import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { inspectVideo } from '../helpers/emulator';
+import { useRelay } from '../helpers/fixture';
 import { uploadMultipart } from '../helpers/upload';
 
-let emulator: RunningEmulator;
-let relay: TestRelay;
-beforeAll(async () => {
-  emulator = await startTestEmulator();
-  relay = await startTestRelay(emulator, {
-    env: { UPSTREAM_MAX_ATTEMPTS: '3', LOG_LEVEL: 'info' },
-  });
-});
-afterAll(async () => {
-  await relay.close();
-  await emulator.close();
-});
-afterEach(() => emulator.faults.clear());
+const fixture = useRelay({ env: { UPSTREAM_MAX_ATTEMPTS: '3', LOG_LEVEL: 'info' } });
+const emulator = () => fixture.emulator;
 
 function finishedLine(videoId: string) {
-  return relay.logs().find((l) => l.event === 'upload_finished' && l.videoId === videoId);
+  return fixture.relay.logs().find((l) => l.event === 'upload_finished' && l.videoId === videoId);
 }
 
 const survivable: Array<[string, FaultRule]> = [
@@ -38,16 +26,16 @@ const survivable: Array<[string, FaultRule]> = [
 ];
 
 test.each(survivable)('%s: the upload still completes byte-exact', async (_name, rule) => {
-  emulator.faults.add(rule);
-  const answer = await uploadMultipart(relay.url, 12 * MiB);
+  emulator().faults.add(rule);
+  const answer = await uploadMultipart(fixture.url, 12 * MiB);
   expect(answer.status).toBe(201);
   const videoId = answer.body.videoId as string;
-  expect(inspectVideo(emulator, videoId)).toMatchObject({
+  expect(inspectVideo(emulator(), videoId)).toMatchObject({
     completed: true,
     size: 12 * MiB,
     sha256: answer.sha256,
   });
-  expect(inspectVideo(emulator, videoId).parts.map((p) => p.number)).toEqual([1, 2, 3]);
+  expect(inspectVideo(emulator(), videoId).parts.map((p) => p.number)).toEqual([1, 2, 3]);
   expect(finishedLine(videoId)).toMatchObject({
     outcome: 'completed',
     retries: rule.times ?? 1,
@@ -56,21 +44,21 @@ test.each(survivable)('%s: the upload still completes byte-exact', async (_name,
 });
 
 test('a 429 waits as long as the header asks', async () => {
-  emulator.faults.add({ target: 'part', part: 1, status: 429, retryAfter: 1 });
+  emulator().faults.add({ target: 'part', part: 1, status: 429, retryAfter: 1 });
   const started = Date.now();
-  const answer = await uploadMultipart(relay.url, 1000);
+  const answer = await uploadMultipart(fixture.url, 1000);
   expect(answer.status).toBe(201);
   expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
 });
 
 test('a fault that outlasts the retries: 502 with the upstream title, and the container is deleted', async () => {
-  emulator.faults.add({ target: 'part', part: 2, status: 500, times: 3 });
-  const answer = await uploadMultipart(relay.url, 12 * MiB);
+  emulator().faults.add({ target: 'part', part: 2, status: 500, times: 3 });
+  const answer = await uploadMultipart(fixture.url, 12 * MiB);
   expect(answer.status).toBe(502);
   expect(answer.body).toMatchObject({ code: 'upstream_failed', status: 502 });
   expect(answer.body.detail).toContain('Injected fault.');
-  const created = emulator.videos.all().at(-1)!;
-  expect(inspectVideo(emulator, created.videoId)).toMatchObject({
+  const created = emulator().videos.all().at(-1)!;
+  expect(inspectVideo(emulator(), created.videoId)).toMatchObject({
     deleted: true,
     completed: false,
   });
@@ -78,34 +66,49 @@ test('a fault that outlasts the retries: 502 with the upstream title, and the co
 });
 
 test('a 4xx that retrying cannot mend is not retried', async () => {
-  emulator.faults.add({ target: 'part', part: 1, status: 400, times: 5 });
-  emulator.stats.reset();
-  const answer = await uploadMultipart(relay.url, 1000);
+  emulator().faults.add({ target: 'part', part: 1, status: 400, times: 5 });
+  emulator().stats.reset();
+  const answer = await uploadMultipart(fixture.url, 1000);
   expect(answer.body).toMatchObject({ status: 502, code: 'upstream_failed' });
-  expect(emulator.stats.partRequests).toBe(1);
+  expect(emulator().stats.partRequests).toBe(1);
 });
 
 describe('parts in flight', () => {
+  // 30 MiB + 1 in 5 MiB parts: six full parts, then part 7/7 of one byte. The emulator holds every
+  // part until the test lets one go, and the test lets one go only once as many parts as the
+  // relay may send wait together: the count is reached however slow the machine, and a relay that
+  // sent one part more would be seen holding it.
+  const FULL_PARTS = 6;
+
   test.each([1, 2, 4])(
     'concurrency %i: the emulator sees exactly that many parts at once',
     async (concurrency) => {
-      const own = await startTestRelay(emulator, {
-        env: { UPLOAD_PART_CONCURRENCY: String(concurrency), LOG_LEVEL: 'warn' },
-      });
-      emulator.faults.add({ target: 'part', delayMs: 150, times: 100 });
-      emulator.stats.reset();
-      const answer = await uploadMultipart(own.url, 30 * MiB + 1);
-      await own.close();
-      expect(answer.status).toBe(201);
-      expect(inspectVideo(emulator, answer.body.videoId as string)).toMatchObject({
-        completed: true,
-        sha256: answer.sha256,
-      });
-      expect(emulator.stats.maxPartsInFlight).toBe(concurrency);
-      // The part labelled N/N went alone: api.video completes the video on it.
-      const last = emulator.stats.partLog.at(-1)!;
-      expect(last.contentRange).toBe('part 7/7');
-      expect(last.othersInFlight).toBe(0);
+      await fixture.withRelay(
+        { env: { UPLOAD_PART_CONCURRENCY: String(concurrency), LOG_LEVEL: 'warn' } },
+        async (own) => {
+          const { gate, stats } = emulator();
+          stats.reset();
+          gate.hold();
+          const upload = uploadMultipart(own.url, FULL_PARTS * 5 * MiB + 1);
+          for (let released = 0; released <= FULL_PARTS; released++) {
+            // The last part goes alone, once every other part is answered.
+            const expected = Math.min(concurrency, FULL_PARTS - released) || 1;
+            await gate.waitForHeld(expected);
+            expect(gate.held).toHaveLength(expected);
+            gate.releaseOne();
+          }
+          const answer = await upload;
+          expect(answer.status).toBe(201);
+          expect(inspectVideo(emulator(), answer.body.videoId as string)).toMatchObject({
+            completed: true,
+            sha256: answer.sha256,
+          });
+          expect(stats.maxPartsInFlight).toBe(concurrency);
+          const last = stats.partLog.at(-1)!;
+          expect(last.contentRange).toBe('part 7/7');
+          expect(last.othersInFlight).toBe(0);
+        },
+      );
     },
   );
 });

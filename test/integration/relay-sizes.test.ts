@@ -5,65 +5,52 @@
  * Part sizes adapt to the client (5 MiB first, growing toward UPLOAD_PART_SIZE), so the table
  * checks the rules every size must keep rather than one fixed size.
  */
-import type { RunningEmulator } from '../../src/emulator/app';
 import { MiB } from '../helpers/data';
-import { inspectVideo, ownedBy, startTestEmulator } from '../helpers/emulator';
 import { ownerMark } from '../../src/upload/owner';
-import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { inspectVideo, ownedBy } from '../helpers/emulator';
+import { useRelay } from '../helpers/fixture';
 import { uploadMultipart, uploadRaw } from '../helpers/upload';
 import { MIN_PART_SIZE, partRuleBroken } from '../../src/upload/part-size';
 
-function sizesFor(part: number): number[] {
-  const sizes = [
-    1,
-    5 * MiB - 1,
-    5 * MiB,
-    5 * MiB + 1,
-    part - 1,
-    part,
-    part + 1,
-    2 * part - 1,
-    2 * part,
-    2 * part + 1,
-    3 * part,
-  ];
-  return [...new Set(sizes)].sort((a, b) => a - b);
+/** Every boundary of the smallest part size api.video takes: below, on and above 1, 2 and 3 parts. */
+function sizesAtMinimum(part: number): number[] {
+  return [1, part - 1, part, part + 1, 2 * part - 1, 2 * part, 2 * part + 1, 3 * part];
 }
 
-const table = [5 * MiB, 16 * MiB].flatMap((partSize) =>
-  (['multipart', 'raw'] as const).flatMap((kind) =>
-    sizesFor(partSize).map((size) => ({ partSize, kind, size })),
-  ),
-);
+/**
+ * The default part size (16 MiB), where other sizes would prove nothing the minimum does not:
+ * below, on and above one part, and an exact multiple (part N/N, never an empty one).
+ */
+function sizesAtDefault(part: number): number[] {
+  return [5 * MiB + 1, part - 1, part, part + 1, 2 * part];
+}
 
-let emulator: RunningEmulator;
-const relays = new Map<number, TestRelay>();
-beforeAll(async () => {
-  emulator = await startTestEmulator();
-  for (const partSize of [5 * MiB, 16 * MiB]) {
-    relays.set(
-      partSize,
-      await startTestRelay(emulator, {
-        env: { UPLOAD_PART_SIZE: String(partSize), LOG_LEVEL: 'info' },
-      }),
-    );
-  }
+const table = [
+  ...(['multipart', 'raw'] as const).flatMap((kind) =>
+    sizesAtMinimum(5 * MiB).map((size) => ({ partSize: 5 * MiB, kind, size })),
+  ),
+  ...(['multipart', 'raw'] as const).flatMap((kind) =>
+    sizesAtDefault(16 * MiB).map((size) => ({ partSize: 16 * MiB, kind, size })),
+  ),
+];
+
+const fixture = useRelay({ env: { UPLOAD_PART_SIZE: String(5 * MiB), LOG_LEVEL: 'info' } });
+const atDefault = fixture.alsoRelay({
+  env: { UPLOAD_PART_SIZE: String(16 * MiB), LOG_LEVEL: 'info' },
 });
-afterAll(async () => {
-  for (const relay of relays.values()) await relay.close();
-  await emulator.close();
-});
+const relayFor = (partSize: number) => (partSize === 5 * MiB ? fixture.relay : atDefault());
+const emulator = () => fixture.emulator;
 
 test.each(table)(
   '$kind, part size $partSize, file of $size bytes',
   async ({ partSize, kind, size }) => {
-    const relay = relays.get(partSize)!;
+    const relay = relayFor(partSize);
     const upload = kind === 'multipart' ? uploadMultipart : uploadRaw;
     const answer = await upload(relay.url, size);
     expect(answer.status).toBe(201);
     const videoId = answer.body.videoId as string;
     expect(answer.headers.location).toBe(`/v1/videos/${videoId}`);
-    const seen = inspectVideo(emulator, videoId);
+    const seen = inspectVideo(emulator(), videoId);
     expect(seen).toMatchObject({ completed: true, size, sha256: answer.sha256 });
     const sizes = seen.parts.map((p) => p.size);
     const expectedParts = sizes.length;
@@ -82,18 +69,18 @@ test.each(table)(
 );
 
 test('an empty file is refused with empty_file and leaves no container behind', async () => {
-  const relay = relays.get(5 * MiB)!;
-  const before = emulator.videos.all().length;
+  const relay = fixture.relay;
+  const before = emulator().videos.all().length;
   for (const upload of [uploadMultipart, uploadRaw]) {
     const answer = await upload(relay.url, 0);
     expect(answer.status).toBe(400);
     expect(answer.body).toMatchObject({ code: 'empty_file', status: 400 });
   }
-  expect(emulator.videos.all().length).toBe(before);
+  expect(emulator().videos.all().length).toBe(before);
 });
 
 test('metadata fields reach the container: title, description, public, tags, metadata', async () => {
-  const relay = relays.get(5 * MiB)!;
+  const relay = fixture.relay;
   const multipart = await uploadMultipart(relay.url, 1000, {
     fields: [
       ['title', 'Holiday'],
@@ -105,7 +92,7 @@ test('metadata fields reach the container: title, description, public, tags, met
     ],
   });
   expect(multipart.status).toBe(201);
-  expect(inspectVideo(emulator, multipart.body.videoId as string).input).toEqual({
+  expect(inspectVideo(emulator(), multipart.body.videoId as string).input).toEqual({
     title: 'Holiday',
     description: 'At the sea',
     public: false,
@@ -118,34 +105,34 @@ test('metadata fields reach the container: title, description, public, tags, met
   });
   const raw = await uploadRaw(relay.url, 1000, { query: 'filename=beach.mov&tags=a&tags=b' });
   expect(raw.status).toBe(201);
-  expect(inspectVideo(emulator, raw.body.videoId as string).input).toEqual({
+  expect(inspectVideo(emulator(), raw.body.videoId as string).input).toEqual({
     title: 'beach',
     tags: ['a', 'b'],
     metadata: [{ key: 'relay-owner', value: ownerMark('anonymous:127.0.0.1') }],
   });
   const untitled = await uploadMultipart(relay.url, 1000, { filename: 'my.clip.mp4' });
-  expect(inspectVideo(emulator, untitled.body.videoId as string).input.title).toBe('my.clip');
+  expect(inspectVideo(emulator(), untitled.body.videoId as string).input.title).toBe('my.clip');
 });
 
 test('an upload into a container the client names uses it, and never creates one', async () => {
-  const relay = relays.get(5 * MiB)!;
-  const existing = emulator.videos.create(ownedBy('anonymous:127.0.0.1', { title: 'mine' }));
-  const before = emulator.videos.all().length;
+  const relay = fixture.relay;
+  const existing = emulator().videos.create(ownedBy('anonymous:127.0.0.1', { title: 'mine' }));
+  const before = emulator().videos.all().length;
   const multipart = await uploadMultipart(relay.url, 6 * MiB, {
     fields: [['videoId', existing.videoId]],
   });
   expect(multipart.status).toBe(201);
   expect(multipart.body.videoId).toBe(existing.videoId);
-  expect(inspectVideo(emulator, existing.videoId)).toMatchObject({
+  expect(inspectVideo(emulator(), existing.videoId)).toMatchObject({
     completed: true,
     sha256: multipart.sha256,
   });
-  const other = emulator.videos.create(ownedBy('anonymous:127.0.0.1', { title: 'raw target' }));
+  const other = emulator().videos.create(ownedBy('anonymous:127.0.0.1', { title: 'raw target' }));
   const raw = await uploadRaw(relay.url, 2000, { query: `videoId=${other.videoId}` });
   expect(raw.status).toBe(201);
-  expect(inspectVideo(emulator, other.videoId)).toMatchObject({
+  expect(inspectVideo(emulator(), other.videoId)).toMatchObject({
     completed: true,
     sha256: raw.sha256,
   });
-  expect(emulator.videos.all().length).toBe(before + 1); // only the one this test made itself
+  expect(emulator().videos.all().length).toBe(before + 1); // only the one this test made itself
 });

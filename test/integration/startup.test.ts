@@ -1,9 +1,17 @@
 /** `node dist/main.js` as users run it: configuration errors, the production refusal, and the out-of-the-box emulator. */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
+import { basicAuth } from '../helpers/auth';
 import { tempFile, type TempFile, MiB } from '../helpers/data';
-import { runToExit, startRelayProcess } from '../helpers/process';
+import { TEST_API_KEY, inspectVideo, startTestEmulator } from '../helpers/emulator';
+import { freePort } from '../helpers/ports';
+import { requirePrograms } from '../helpers/prerequisites';
+import { ROOT, runToExit, startRelayProcess } from '../helpers/process';
+import { uploadRaw } from '../helpers/upload';
 
 const exec = promisify(execFile);
 
@@ -33,6 +41,7 @@ describe('no key outside production', () => {
   afterAll(() => file.remove());
 
   test('starts the built-in emulator, says so in one line, and curl uploads through it byte-exact', async () => {
+    requirePrograms('curl');
     const relay = await startRelayProcess({
       UPLOAD_PART_SIZE: '5MiB',
       UPLOAD_MEMORY_BUDGET: '48MiB',
@@ -79,8 +88,8 @@ describe('no key outside production', () => {
 test('npm run emulator: the emulator alone, port from EMULATOR_PORT, key from EMULATOR_API_KEY', async () => {
   const { spawn } = await import('node:child_process');
   const { join } = await import('node:path');
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [join(__dirname, '../../dist/emulator/main.js')], {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'dist/emulator/main.js')], {
     env: {
       PATH: process.env.PATH!,
       EMULATOR_PORT: String(port),
@@ -90,9 +99,7 @@ test('npm run emulator: the emulator alone, port from EMULATOR_PORT, key from EM
   });
   try {
     await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-    const auth = (key: string) => ({
-      authorization: 'Basic ' + Buffer.from(`${key}:`).toString('base64'),
-    });
+    const auth = (key: string) => ({ authorization: basicAuth(key) });
     const good = await request(`http://127.0.0.1:${port}/videos`, {
       headers: auth('standalone-key'),
     });
@@ -102,8 +109,11 @@ test('npm run emulator: the emulator alone, port from EMULATOR_PORT, key from EM
     expect(bad.statusCode).toBe(401);
     await bad.body.dump();
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((resolve) => child.once('exit', resolve));
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
   }
 });
 
@@ -139,4 +149,73 @@ test('without UPLOAD_MEMORY_BUDGET the start-up line says which share of which m
   } finally {
     await relay.stop();
   }
+});
+
+describe('secrets from files (*_FILE, as Docker and Kubernetes mount them)', () => {
+  const TOKENS = ['backend-one-token-0123456789', 'backend-two-token-0123456789'];
+  const METRICS = 'metrics-token-from-a-file-42';
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'relay-secrets-'));
+    writeFileSync(join(dir, 'APIVIDEO_API_KEY'), `${TEST_API_KEY}\n`);
+    writeFileSync(join(dir, 'RELAY_API_TOKENS'), `${TOKENS.join('\n')}\n`);
+    writeFileSync(join(dir, 'METRICS_TOKEN'), `${METRICS}\n`);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('production with the key, the client tokens and the metrics token from files: uploads reach the emulator with the key, tokens are checked, nothing is logged', async () => {
+    const emulator = await startTestEmulator();
+    const relay = await startRelayProcess({
+      NODE_ENV: 'production',
+      APIVIDEO_BASE_URL: emulator.url,
+      APIVIDEO_API_KEY_FILE: join(dir, 'APIVIDEO_API_KEY'),
+      RELAY_API_TOKENS_FILE: join(dir, 'RELAY_API_TOKENS'),
+      METRICS_TOKEN_FILE: join(dir, 'METRICS_TOKEN'),
+    });
+    try {
+      // The key came from the file: the emulator, which knows only TEST_API_KEY, took the upload.
+      const refused = await uploadRaw(relay.url, 1024);
+      expect(refused.status).toBe(401);
+      const upload = await uploadRaw(relay.url, 6 * MiB + 1, {
+        headers: { authorization: `Bearer ${TOKENS[1]}` },
+      });
+      expect(upload.status).toBe(201);
+      const videoId = upload.body.videoId as string;
+      expect(inspectVideo(emulator, videoId)).toMatchObject({
+        completed: true,
+        sha256: upload.sha256,
+      });
+      const metrics = (token?: string) =>
+        request(`${relay.url}/metrics`, {
+          headers: token ? { authorization: `Bearer ${token}` } : {},
+        }).then(async (r) => (await r.body.dump(), r.statusCode));
+      expect(await metrics()).toBe(401);
+      expect(await metrics(METRICS)).toBe(200);
+      for (const secret of [TEST_API_KEY, ...TOKENS, METRICS])
+        expect(relay.output()).not.toContain(secret);
+    } finally {
+      expect(await relay.stop('SIGTERM')).toBe(0);
+      await emulator.close();
+    }
+  });
+
+  test('an unreadable file, or a secret set twice: exit 1 naming each setting, never a value', async () => {
+    const { code, stdout, stderr } = await runToExit({
+      NODE_ENV: 'production',
+      APIVIDEO_API_KEY_FILE: join(dir, 'no-such-file'),
+      RELAY_API_TOKENS: TOKENS[0]!,
+      RELAY_API_TOKENS_FILE: join(dir, 'RELAY_API_TOKENS'),
+    });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^Invalid configuration:\n/);
+    expect(stderr).toContain(
+      `  - APIVIDEO_API_KEY_FILE: cannot read "${join(dir, 'no-such-file')}" (ENOENT)`,
+    );
+    expect(stderr).toContain(
+      '  - RELAY_API_TOKENS and RELAY_API_TOKENS_FILE are both set: set one of them',
+    );
+    expect(stderr + stdout).not.toContain(TOKENS[0]);
+    expect(stderr + stdout).not.toContain(TOKENS[1]);
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
 });

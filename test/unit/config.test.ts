@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig, parseSize } from '../../src/config';
+import { MiB } from '../helpers/data';
 
-const MiB = 1024 * 1024;
 const KEY = { APIVIDEO_API_KEY: 'k-123456' };
 
 function problemsOf(env: Record<string, string>): string[] {

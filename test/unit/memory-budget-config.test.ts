@@ -49,7 +49,7 @@ describe('the default budget', () => {
       '50 % of the cgroup v2 limit (20 MiB)',
     ],
   ] as const)('%s', (_name, system, budget, from) => {
-    const config = loadConfig(KEY, system);
+    const config = loadConfig(KEY, [], system);
     expect(config.upload.memoryBudget).toBe(budget);
     expect(config.upload.memoryBudgetFrom).toBe(from);
   });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SECRET_SETTINGS } from '../../src/config';
 
 const root = join(__dirname, '../..');
 const read = (file: string) => readFileSync(join(root, file), 'utf8');
@@ -28,3 +29,11 @@ test.each(settings)('%s is in .env.example and in the README', (name) => {
   expect(read('.env.example')).toMatch(new RegExp(`^#? ?${name}=`, 'm'));
   expect(read('README.md')).toContain(`\`${name}\``);
 });
+
+test.each(SECRET_SETTINGS.map((name) => `${name}_FILE`))(
+  '%s (a secret from a file) is in .env.example and in the README',
+  (name) => {
+    expect(read('.env.example')).toMatch(new RegExp(`^#? ?${name}=`, 'm'));
+    expect(read('README.md')).toContain(`\`${name}\``);
+  },
+);

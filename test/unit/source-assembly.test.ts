@@ -2,8 +2,8 @@
 import { createHash } from 'node:crypto';
 import { EmulatorProblem } from '../../src/emulator/problems';
 import { SourceAssembly, parseContentRange } from '../../src/emulator/source-assembly';
+import { MiB } from '../helpers/data';
 
-const MiB = 1024 * 1024;
 const bytes = (n: number, fill = 1) => Buffer.alloc(n, fill);
 const sha = (...b: Buffer[]) => createHash('sha256').update(Buffer.concat(b)).digest('hex');
 

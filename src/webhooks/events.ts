@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto';
+import type { Video } from '../apivideo/types';
+import type { UploadOutcome, UploadRoute } from '../upload/outcome';
+
+/** Every event the relay sends. Names are public: receivers switch on them. */
+export const WEBHOOK_EVENT_TYPES = [
+  'upload.completed',
+  'upload.failed',
+  'upload.expired',
+  'webhook.test',
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+export function isWebhookEventType(text: string): text is WebhookEventType {
+  return (WEBHOOK_EVENT_TYPES as readonly string[]).includes(text);
+}
+
+interface UploadData {
+  uploadId: string;
+  route: UploadRoute;
+  principal: string;
+  uploadTokenId?: string;
+  title?: string;
+  metadata?: Array<{ key: string; value: string }>;
+  bytesReceived: number;
+  bytesAcknowledged: number;
+  parts: number;
+  durationMs: number;
+}
+export interface UploadCompletedData extends UploadData {
+  videoId: string;
+  video: Video;
+}
+export interface UploadFailedData extends UploadData {
+  videoId?: string;
+  code: string;
+  containerDeleted: boolean;
+}
+export interface WebhookTestData {
+  principal: string;
+}
+
+/** The Standard Webhooks payload shape: `type`, `timestamp`, `data`. */
+export interface WebhookEvent {
+  /** The `webhook-id`: the same on every attempt and every endpoint, so receivers can dedupe. */
+  id: string;
+  type: WebhookEventType;
+  payload: {
+    type: WebhookEventType;
+    timestamp: string;
+    data: UploadCompletedData | UploadFailedData | WebhookTestData;
+  };
+}
+
+export function newEventId(): string {
+  return `msg_${randomBytes(16).toString('base64url')}`;
+}
+
+export function eventFromOutcome(outcome: UploadOutcome, now = new Date()): WebhookEvent {
+  const common: UploadData = {
+    uploadId: outcome.uploadId,
+    route: outcome.route,
+    principal: outcome.principal,
+    ...(outcome.uploadTokenId !== undefined && { uploadTokenId: outcome.uploadTokenId }),
+    ...(outcome.title !== undefined && { title: outcome.title }),
+    ...(outcome.metadata !== undefined && { metadata: outcome.metadata }),
+    bytesReceived: outcome.bytesReceived,
+    bytesAcknowledged: outcome.bytesAcknowledged,
+    parts: outcome.parts,
+    durationMs: outcome.durationMs,
+  };
+  if (outcome.kind === 'completed') {
+    return build('upload.completed', now, {
+      ...common,
+      videoId: outcome.videoId,
+      video: outcome.video,
+    });
+  }
+  return build(outcome.kind === 'expired' ? 'upload.expired' : 'upload.failed', now, {
+    ...common,
+    ...(outcome.videoId !== undefined && { videoId: outcome.videoId }),
+    code: outcome.code,
+    containerDeleted: outcome.containerDeleted,
+  });
+}
+
+export function testEvent(principal: string, now = new Date()): WebhookEvent {
+  return build('webhook.test', now, { principal });
+}
+
+function build(
+  type: WebhookEventType,
+  now: Date,
+  data: WebhookEvent['payload']['data'],
+): WebhookEvent {
+  return { id: newEventId(), type, payload: { type, timestamp: now.toISOString(), data } };
+}

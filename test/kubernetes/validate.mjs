@@ -1,0 +1,96 @@
+// Renders each kustomize overlay with `kubectl kustomize` (no cluster needed) and validates every
+// object against the Kubernetes OpenAPI schemas shipped in the npm package kubernetes-models.
+// Usage: node test/kubernetes/validate.mjs [overlay dir…]   (default: every deploy/kubernetes/overlays/*)
+//        node test/kubernetes/validate.mjs --file manifests.yaml
+// Exit 0 when every object is valid; 1 with each problem's JSON-schema path otherwise.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import process from 'node:process';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export function render(dir) {
+  try {
+    return execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', stdio: 'pipe' });
+  } catch (err) {
+    if (err.code === 'ENOENT')
+      throw new Error(
+        "kubectl is not installed: it renders the manifests (`kubectl kustomize`, no cluster needed). Install kubectl (any recent release; this project's machines have the one that comes with google-cloud-cli, Debian 12 has no package of its own), then run this again.",
+        { cause: err },
+      );
+    throw new Error(`kubectl kustomize ${dir} failed:\n${err.stderr}`, { cause: err });
+  }
+}
+
+/** kubernetes-models' module for an object: `v1` → v1/Kind, `apps/v1` → apps/v1/Kind. */
+async function modelOf(apiVersion, kind) {
+  try {
+    const module = await import(`kubernetes-models/${apiVersion}/${kind}`);
+    return module[kind];
+  } catch {
+    return undefined;
+  }
+}
+
+export async function validateYaml(text) {
+  const problems = [];
+  const objects = [];
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length > 0) {
+      problems.push(...doc.errors.map((e) => `YAML: ${e.message}`));
+      continue;
+    }
+    const object = doc.toJS();
+    if (object === null) continue;
+    const name = `${object.kind}/${object.metadata?.name}`;
+    objects.push(name);
+    const Model = await modelOf(object.apiVersion, object.kind);
+    if (!Model) {
+      problems.push(`${name}: no schema for ${object.apiVersion} ${object.kind}`);
+      continue;
+    }
+    // kustomize wraps a long Secret value's base64 over several lines, which the API server (Go's
+    // base64 decoder) reads as one; the schema's "byte" format does not, so unwrap it first.
+    if (object.kind === 'Secret' && object.data)
+      for (const key of Object.keys(object.data))
+        object.data[key] = String(object.data[key]).replace(/\s+/g, '');
+    try {
+      new Model(object).validate();
+    } catch (err) {
+      problems.push(`${name}: ${err.message}`);
+    }
+  }
+  return { objects, problems };
+}
+
+async function main(args) {
+  let inputs;
+  if (args[0] === '--file') inputs = [[args[1], readFileSync(args[1], 'utf8')]];
+  else {
+    const overlays = join(root, 'deploy/kubernetes/overlays');
+    const dirs = args.length > 0 ? args : readdirSync(overlays).map((d) => join(overlays, d));
+    inputs = dirs.map((dir) => [relative(root, dir) || dir, render(dir)]);
+  }
+  let failed = false;
+  for (const [name, text] of inputs) {
+    const { objects, problems } = await validateYaml(text);
+    if (objects.length === 0) problems.push('no objects');
+    for (const p of problems) console.error(`${name}: ${p}`);
+    if (problems.length > 0) failed = true;
+    else process.stdout.write(`${name}: ${objects.length} objects valid (${objects.join(', ')})\n`);
+  }
+  return failed ? 1 : 0;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(err.message);
+      process.exit(1);
+    },
+  );
+}
