@@ -65,6 +65,7 @@ describe('the default budget', () => {
 test('UPLOAD_MEMORY_BUDGET overrides the default', () => {
   const config = loadConfig(
     { ...KEY, UPLOAD_MEMORY_BUDGET: '1GiB' },
+    [],
     { bytes: 64 * GiB, source: 'machine' },
   );
   expect(config.upload).toMatchObject({
