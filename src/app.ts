@@ -27,6 +27,11 @@ import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
 import { MemoryBudget } from './upload/memory-budget';
 import { webhooksRoutes } from './webhooks/routes';
 import type { WebhookSink } from './webhooks/sink';
+import { uploadTokenAuth, withUploadTokens } from './upload-tokens/auth';
+import { uploadTokenRoutes } from './upload-tokens/routes';
+import { tokenUploadRoutes } from './upload-tokens/upload-endpoint';
+import { MemoryUploadTokenStore } from './upload-tokens/store';
+import { UploadTokens } from './upload-tokens/tokens';
 
 export interface AppDeps {
   config: Config;
@@ -47,6 +52,8 @@ export interface AppDeps {
   webhooks?: WebhookSink;
   /** What GET /v1/info tells about the upstream; from config.useEmbeddedEmulator when not given. */
   upstream?: 'emulator' | 'api.video';
+  /** Upload tokens (POST /v1/upload-tokens); in memory when not given. */
+  uploadTokens?: UploadTokens;
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
@@ -112,8 +119,11 @@ export function createApp(deps: AppDeps): express.Express {
     logger,
   });
   const guards = { lifecycle, metrics, requestTimeoutMs: config.upload.requestTimeoutMs };
+  const uploadTokens = deps.uploadTokens ?? new UploadTokens(new MemoryUploadTokenStore());
+  app.use(uploadTokenRoutes(uploadTokens, authenticate));
   app.post(
     '/v1/videos',
+    uploadTokenAuth(uploadTokens, () => 'start'),
     authenticate,
     admit,
     uploadRoute({
@@ -131,7 +141,12 @@ export function createApp(deps: AppDeps): express.Express {
     locker: deps.resumable?.locker ?? new MemoryLocker(),
     observer,
     logger,
-    authenticate,
+    // tus creation starts an upload (and counts the token's use); every later request continues it.
+    authenticate: withUploadTokens(
+      uploadTokens,
+      (req) => (req.method === 'POST' ? 'start-now' : 'continue'),
+      authenticate,
+    ),
     admit,
     ttlMs: config.resumable.sessionTtlMs,
     maxSessionsPerClient: config.resumable.maxSessionsPerClient,
@@ -145,6 +160,17 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(resumable.router);
   app.locals.resumable = resumable;
   app.locals.memoryBudget = memoryBudget;
+  app.use(
+    tokenUploadRoutes({
+      ...guards,
+      tokens: uploadTokens,
+      engine,
+      observer,
+      admit,
+      formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
+      logger,
+    }),
+  );
   app.use(routeNotFound);
   app.use(problemHandler(logger));
   return app;
@@ -225,11 +251,25 @@ function corsFor(origins: string[]) {
   return cors({
     origin: origins.includes('*') ? '*' : origins,
     methods: ['GET', 'POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', ...TUS_REQUEST_HEADERS],
+    allowedHeaders: [
+      'Authorization',
+      'Content-Type',
+      'X-Request-Id',
+      ...TUS_REQUEST_HEADERS,
+      ...APIVIDEO_UPLOADER_HEADERS,
+    ],
     exposedHeaders: ['Location', 'X-Request-Id', ...TUS_RESPONSE_HEADERS],
     maxAge: 600,
   });
 }
+
+/** What api.video's browser uploader sends to `POST /upload?token=`. */
+const APIVIDEO_UPLOADER_HEADERS = [
+  'Content-Range',
+  'AV-Origin-Client',
+  'AV-Origin-App',
+  'AV-Origin-Sdk',
+];
 
 /** What a browser's tus client sends and must read across origins. */
 const TUS_REQUEST_HEADERS = [

@@ -50,6 +50,13 @@ export const ERROR_TABLE = {
   internal_error: { status: 500, title: 'Internal error' },
   webhooks_not_configured: { status: 409, title: 'No webhook is configured' },
   too_many_webhook_tests: { status: 429, title: 'Too many webhook test events' },
+  upload_token_unknown: { status: 401, title: 'Unknown upload token' },
+  upload_token_expired: { status: 401, title: 'The upload token has expired' },
+  upload_token_used_up: { status: 401, title: 'The upload token has no uses left' },
+  upload_token_revoked: { status: 401, title: 'The upload token was revoked' },
+  upload_token_not_found: { status: 404, title: 'No such upload token' },
+  upload_chunk_invalid: { status: 400, title: 'The chunk does not fit the upload' },
+  upload_token_video_mismatch: { status: 403, title: 'Not a video of this upload token' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

@@ -1,4 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { redactTokens } from './upload-tokens/token';
 
 export type { Logger } from 'pino';
 
@@ -53,8 +54,9 @@ export function createLogger(options: LoggerOptions): Logger {
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
-      // Path redaction covers where a secret is expected; this covers where it is not.
-      hooks: secrets.length > 0 ? { streamWrite: (line) => scrubSecrets(line, secrets) } : {},
+      // Path redaction covers where a secret is expected; this covers where it is not, and upload
+      // tokens, which are minted at run time and travel in URLs (`/upload?token=`).
+      hooks: { streamWrite: (line) => redactTokens(scrubSecrets(line, secrets)) },
     },
     pretty
       ? pretty({

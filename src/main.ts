@@ -32,6 +32,9 @@ import { RedisLocker } from './resumable/upload-lock';
 import { RelayMetrics } from './metrics';
 import { createWebhooks } from './webhooks';
 import { detectSystemMemory } from './system-memory';
+import { MemoryUploadTokenStore } from './upload-tokens/store';
+import { RedisUploadTokenStore } from './upload-tokens/redis-store';
+import { UploadTokens } from './upload-tokens/tokens';
 
 function fail(message: string): never {
   console.error(message);
@@ -150,6 +153,7 @@ function resumableStorage(config: Config, logger: Logger) {
   return {
     sessions: new RedisSessionStore(redis, prefix),
     locker: new RedisLocker(redis, prefix),
+    uploadTokens: new RedisUploadTokenStore(redis, `${prefix}upload-token:`),
   };
 }
 
@@ -224,6 +228,8 @@ async function main(): Promise<void> {
   const metrics = new RelayMetrics();
   const webhooks = webhookDelivery(config, logger, dispatcher, metrics);
   webhooks?.worker.start();
+  // Upload tokens share the resumable uploads' Redis, so any replica accepts a token any minted.
+  const uploadTokens = new UploadTokens(resumable?.uploadTokens ?? new MemoryUploadTokenStore());
   const app = createApp({
     config,
     logger,
@@ -234,6 +240,7 @@ async function main(): Promise<void> {
     metrics,
     outcomeSinks: webhooks ? [webhooks.sink] : [],
     webhooks: webhooks?.sink,
+    uploadTokens,
   });
   const sweeper = setInterval(
     () => {

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { upstreamDispatcher } from './dispatcher';
 import { BasicCredentials, BearerCredentials, type TokenAnswer } from './credentials';
 import { ApiVideoHttpError, ApiVideoInvalidIdError, ApiVideoKeyRejectedError } from './errors';
-import { multipartFileBody } from './part-body';
+import { multipartFileBody, multipartStreamBody } from './part-body';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry';
 import { Transport, type Credentials, type RetryEvent } from './transport';
 import type { Video, VideoCreationPayload, VideoStatus } from './types';
@@ -101,6 +101,30 @@ export class ApiVideoClient {
         headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
       },
       options,
+    );
+  }
+
+  /**
+   * Sends one part straight from a stream, read once: no retry here (the bytes are not held), so
+   * the caller's client retries the part, as api.video's uploaders do.
+   */
+  uploadPartStream(
+    videoId: string,
+    partNumber: number,
+    isLast: boolean,
+    file: AsyncIterable<Buffer>,
+    length: number | undefined,
+    options: CallOptions = {},
+  ): Promise<Video> {
+    return this.call(
+      `uploadPart ${partNumber}`,
+      {
+        method: 'POST',
+        path: `${videoPath(`uploadPart ${partNumber}`, videoId)}/source`,
+        stream: multipartStreamBody(file, length),
+        headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
+      },
+      { ...options, maxAttempts: 1 },
     );
   }
 

@@ -26,3 +26,32 @@ export function multipartFileBody(chunks: readonly Buffer[], filename = 'source'
     body: () => [preamble, ...chunks, epilogue],
   };
 }
+
+/**
+ * The same form around a stream read once, as it arrives: for a part whose bytes the relay does
+ * not hold (a client's chunk passed straight through). `length`, when known, gives Content-Length;
+ * without it the body goes chunked.
+ */
+export function multipartStreamBody(
+  file: AsyncIterable<Buffer>,
+  length: number | undefined,
+  filename = 'source',
+): { contentType: string; contentLength?: number; body: AsyncIterable<Buffer> } {
+  const boundary = `----apivideo-relay-${randomBytes(12).toString('hex')}`;
+  const preamble = Buffer.from(
+    `--${boundary}\r\n` +
+      `Content-Disposition: form-data; name="file"; filename="${filename.replace(/["\r\n]/g, '_')}"\r\n` +
+      'Content-Type: application/octet-stream\r\n\r\n',
+  );
+  const epilogue = Buffer.from(`\r\n--${boundary}--\r\n`);
+  async function* body() {
+    yield preamble;
+    yield* file;
+    yield epilogue;
+  }
+  return {
+    contentType: `multipart/form-data; boundary=${boundary}`,
+    ...(length === undefined ? {} : { contentLength: preamble.length + length + epilogue.length }),
+    body: body(),
+  };
+}

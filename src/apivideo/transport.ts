@@ -34,6 +34,8 @@ export interface CallSpec {
   json?: unknown;
   headers?: Record<string, string>;
   multipart?: { contentType: string; contentLength: number; body(): Iterable<Buffer> };
+  /** A body read once as it arrives (no retry can re-send it); chunked when its length is unknown. */
+  stream?: { contentType: string; contentLength?: number; body: AsyncIterable<Buffer> };
   credentials?: Credentials;
   signal?: AbortSignal;
   /** Overrides the policy's attempts (a health probe wants one). */
@@ -96,7 +98,14 @@ export class Transport {
         continue;
       }
       if (answer.status < 300) return answer.body as T;
-      if (answer.status === 401 && header && !renewed && spec.credentials?.refused(header)) {
+      const canResend = !spec.stream; // a stream's bytes are gone once sent
+      if (
+        answer.status === 401 &&
+        header &&
+        !renewed &&
+        canResend &&
+        spec.credentials?.refused(header)
+      ) {
         renewed = true;
         attempt -= 1; // a renewed token is not a failed attempt
         spec.onRetry?.({ operation, attempt, reason: 'auth_renewed', delayMs: 0, status: 401 });
@@ -123,7 +132,7 @@ export class Transport {
     };
     Object.assign(headers, spec.headers);
     if (authorization) headers.authorization = authorization;
-    let body: string | Iterable<Buffer> | undefined;
+    let body: string | Iterable<Buffer> | AsyncIterable<Buffer> | undefined;
     if (spec.json !== undefined) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(spec.json);
@@ -131,6 +140,11 @@ export class Transport {
       headers['content-type'] = spec.multipart.contentType;
       headers['content-length'] = String(spec.multipart.contentLength);
       body = spec.multipart.body();
+    } else if (spec.stream) {
+      headers['content-type'] = spec.stream.contentType;
+      if (spec.stream.contentLength !== undefined)
+        headers['content-length'] = String(spec.stream.contentLength);
+      body = spec.stream.body;
     }
     const res = await request(this.options.baseUrl + spec.path, {
       method: spec.method,

@@ -423,7 +423,11 @@ function validateVideoInput(body: unknown): VideoInput {
     metadata !== undefined &&
     !(
       Array.isArray(metadata) &&
-      metadata.every((m) => typeof m?.key === 'string' && typeof m?.value === 'string')
+      (metadata as unknown[]).every(
+        (m) =>
+          typeof (m as { key?: unknown } | null)?.key === 'string' &&
+          typeof (m as { value?: unknown } | null)?.value === 'string',
+      )
     )
   ) {
     throw badRequest(

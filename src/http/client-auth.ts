@@ -80,6 +80,8 @@ export function clientAuth(auth: Config['auth']): RequestHandler {
   const verifyJwt = jwtVerifier(auth);
   const required = hasClientAuth(auth);
   return async (req, res, next) => {
+    // An upload token (src/upload-tokens/auth.ts) already named the minting principal.
+    if (res.locals.principal) return next();
     const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!required) {
       res.locals.principal = {

@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { RelayError, isRelayError, toProblem } from '../errors';
 import { lingerOnUnreadBody } from './linger';
+import { idOf } from './request-id';
 
 export function sendProblem(res: Response, err: RelayError, requestId: string): void {
   // The request log line reads it: an expected refusal is a warning, only internal_error an error.
@@ -30,7 +31,7 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     }
     if (res.headersSent) return void res.destroy();
     lingerOnUnreadBody(req, res);
-    sendProblem(res, relayError, String(req.id));
+    sendProblem(res, relayError, idOf(req));
   };
 }
 

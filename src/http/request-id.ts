@@ -10,3 +10,8 @@ export function requestId(req: IncomingMessage, res: ServerResponse): string {
   res.setHeader('X-Request-Id', id);
   return id;
 }
+
+/** The request's id as a string (pino-http types it loosely; ours is always a string). */
+export function idOf(req: { id?: unknown }): string {
+  return typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : 'unknown';
+}

@@ -11,6 +11,8 @@ import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload
 import { principalOf } from './client-auth';
 import { continueIfExpected } from './linger';
 import { guardUploadRequest } from './upload-request';
+import { applyUploadToken, uploadTokenOf } from '../upload-tokens/bind';
+import { idOf } from './request-id';
 
 export interface UploadRouteDeps {
   engine: UploadEngine;
@@ -43,17 +45,21 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
     const guard = guardUploadRequest(res, deps);
     metrics.uploadsStarted.inc({ route: 'videos' });
     const identity = {
-      uploadId: String(req.id),
+      uploadId: idOf(req),
       route: 'videos' as const,
       principal,
+      uploadTokenId: uploadTokenOf(res)?.id,
       startedAt: Date.now(),
     };
     let intake: Intake | undefined;
+    let handed = false;
     try {
       intake = await abortable(
         openIntake(req, res, deps, engine.settings.maxFileSize),
         guard.signal,
       );
+      intake.target = await applyUploadToken(res, intake.target);
+      handed = true;
       const video = await engine.relay({
         identity,
         target: intake.target,
@@ -64,6 +70,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         sizeHint: contentLength(req),
         signal: guard.signal,
         logger: log,
+        maxFileSize: uploadTokenOf(res)?.record.fields.maxFileSize,
       });
       res
         .status(201)
@@ -71,7 +78,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         .json(video);
     } catch (err) {
       intake?.stop();
-      if (intake === undefined) {
+      if (!handed) {
         // Refused before the engine had it: still the upload's one outcome.
         await engine.fail({
           identity,
@@ -114,13 +121,13 @@ async function openIntake(
           'malformed_multipart',
           `The multipart body is malformed: ${(err as Error).message}.`,
         ),
-      stop: form.stop,
+      stop: () => form.stop(),
     };
   }
   if (type.startsWith('video/') || type.startsWith('application/octet-stream')) {
     if (max > 0 && declared !== undefined && declared > max) throw tooLarge(max);
     if (declared === 0) throw new RelayError('empty_file', 'The file has no bytes.');
-    const fields = fieldValuesFromQuery(req.query as Record<string, unknown>);
+    const fields = fieldValuesFromQuery(req.query);
     const filename = fields.get('filename')?.[0];
     const target = uploadTarget(fields, filename);
     continueIfExpected(req, res);

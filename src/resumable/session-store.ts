@@ -24,6 +24,10 @@ export interface UploadSession {
   video: Video | undefined;
   createdAt: number;
   expiresAt: number;
+  /** The upload token that started it: only that token (or its minter's credentials) reach it. */
+  uploadTokenId?: string;
+  /** A smaller limit than UPLOAD_MAX_FILE_SIZE, from the upload token. */
+  maxFileSize?: number;
 }
 
 /** How a save changes the stored tail: untouched, bytes added at its end, or replaced. */

@@ -16,6 +16,7 @@ import {
   type UploadObserver,
 } from '../upload/engine';
 import { uploadTarget, type FieldValues, type UploadTarget } from '../upload/video-fields';
+import { bindTokenFields, uploadTokenOf } from '../upload-tokens/bind';
 import type { SessionStore, TailWrite, UploadSession } from './session-store';
 import type { UploadLocker } from './upload-lock';
 import {
@@ -110,6 +111,9 @@ export function resumableRoutes(deps: ResumableDeps): {
     if (!UPLOAD_ID.test(id)) throw notFound();
     const session = await sessions.get(id);
     if (!session || session.owner !== principalOf(res).id) throw notFound();
+    // An upload token reaches the upload it started, not every upload of its minting principal.
+    const grant = uploadTokenOf(res);
+    if (grant && session.uploadTokenId !== grant.id) throw notFound();
     return session;
   }
 
@@ -147,7 +151,10 @@ export function resumableRoutes(deps: ResumableDeps): {
     checkSize(length);
     const rawMetadata = header(req, 'upload-metadata');
     const metadata = parseMetadata(rawMetadata, deps.metadataLimits);
-    const target: UploadTarget = uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
+    const asked: UploadTarget = uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
+    // An upload token's fields win over the client's metadata (its use was counted at auth).
+    const grant = uploadTokenOf(res);
+    const target = grant ? bindTokenFields(asked, grant.record) : asked;
     const now = Date.now();
     const session: UploadSession = {
       id: randomBytes(16).toString('base64url'),
@@ -161,6 +168,7 @@ export function resumableRoutes(deps: ResumableDeps): {
       video: undefined,
       createdAt: now,
       expiresAt: now + deps.ttlMs,
+      ...(grant ? { uploadTokenId: grant.id, maxFileSize: grant.record.fields.maxFileSize } : {}),
     };
     if (!(await sessions.create(session, deps.maxSessionsPerClient))) {
       throw new RelayError(
@@ -279,7 +287,8 @@ export function resumableRoutes(deps: ResumableDeps): {
       const signal = AbortSignal.any([guard.signal, lock.lost]);
       const tailBefore = session.tailBytes;
       const result = await engine.transfer({
-        identity: { uploadId: id, route: 'resumable', principal, startedAt: session.createdAt },
+        identity: identityOf(session),
+        maxFileSize: session.maxFileSize,
         target: session.target,
         state: session.state,
         file,
@@ -373,12 +382,15 @@ export function resumableRoutes(deps: ResumableDeps): {
     }
   };
 
-  const identityOf = (session: UploadSession) => ({
-    uploadId: session.id,
-    route: 'resumable' as const,
-    principal: session.owner,
-    startedAt: session.createdAt,
-  });
+  function identityOf(session: UploadSession) {
+    return {
+      uploadId: session.id,
+      route: 'resumable' as const,
+      principal: session.owner,
+      startedAt: session.createdAt,
+      ...(session.uploadTokenId ? { uploadTokenId: session.uploadTokenId } : {}),
+    };
+  }
 
   /** Sessions past their expiry: containers the relay made are deleted, then the sessions. */
   async function sweepExpired(): Promise<number> {

@@ -93,6 +93,8 @@ export interface TransferRequest {
    */
   end: { kind: 'body' } | { kind: 'length'; length: number | undefined };
   carried?: CarriedBytes;
+  /** A limit below the engine's own for this upload (an upload token's maxFileSize). */
+  maxFileSize?: number;
   /** Settles once the whole request body is parsed; the last part waits for it. */
   bodyComplete?: Promise<void>;
   /** Names a stream error that is the client's fault (a truncated form, say). */
@@ -164,6 +166,8 @@ export interface OneRequestUpload {
   logger: Logger;
   bodyComplete?: Promise<void>;
   classifyStreamError?: (err: unknown) => RelayError | undefined;
+  /** A limit below the engine's own for this upload (an upload token's maxFileSize). */
+  maxFileSize?: number;
   sizeHint?: number;
 }
 
@@ -216,6 +220,91 @@ export class UploadEngine {
       logger: upload.logger,
     });
     throw error;
+  }
+
+  /**
+   * One part the client cut itself (api.video's own chunked protocol, `POST /upload?token=`): the
+   * request's bytes are sent as exactly that part, streamed straight through and read once, so
+   * nothing is held but what is in flight and nothing is retried here (the client retries the
+   * chunk, as api.video's uploaders do). Opens the container on the upload's first part, letting a
+   * create finish even if the client left so fail() can delete it. Completes the upload (its one
+   * outcome) when the last part is acknowledged. A failed part is not a failed upload: the
+   * adapter calls fail() when it gives the upload up. Throws what went wrong.
+   */
+  async sendPart(request: {
+    identity: UploadIdentity;
+    target: UploadTarget;
+    /** Updated in place: the container, and the acknowledged bytes and parts. */
+    state: UploadState;
+    part: number;
+    isLast: boolean;
+    file: AsyncIterable<Buffer>;
+    /** The part's length when the client declared it (Content-Length upstream); else chunked. */
+    length?: number;
+    signal: AbortSignal;
+    logger: Logger;
+  }): Promise<{ video: Video; bytes: number }> {
+    const { state } = request;
+    if (state.videoId === undefined) {
+      const container = await openContainer(
+        this.deps.client,
+        request.target,
+        request.identity.principal,
+      );
+      state.videoId = container.videoId;
+      state.createdContainer = container.created;
+      request.signal.throwIfAborted();
+    }
+    // UPLOAD_IDLE_TIMEOUT_MS, as for every route: a client that stops mid-chunk frees its slot.
+    const internal = new AbortController();
+    const signal = AbortSignal.any([request.signal, internal.signal]);
+    const idleMs = this.settings.idleTimeoutMs;
+    const idle = new IdleTimer(idleMs, () =>
+      internal.abort(
+        new RelayError('upload_idle_timeout', `No data from the client for ${idleMs} ms.`),
+      ),
+    );
+    let bytes = 0;
+    const observer = this.observer;
+    async function* counted(): AsyncGenerator<Buffer> {
+      const chunks = request.file[Symbol.asyncIterator]();
+      for (;;) {
+        idle.arm();
+        const next = await chunks.next();
+        idle.disarm();
+        if (next.done) return;
+        bytes += next.value.length;
+        observer.received(next.value.length);
+        yield next.value;
+      }
+    }
+    const started = performance.now();
+    let video: Video;
+    try {
+      video = await this.deps.client.uploadPartStream(
+        state.videoId,
+        request.part,
+        request.isLast,
+        counted(),
+        request.length,
+        { signal },
+      );
+    } catch (err) {
+      signal.throwIfAborted();
+      throw toRelayError(err);
+    } finally {
+      idle.dispose();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    observer.partAcknowledged(bytes, seconds);
+    state.ackedBytes += bytes;
+    state.nextPart = Math.max(state.nextPart, request.part + 1);
+    request.logger.debug(
+      { videoId: state.videoId, part: request.part, bytes, isLast: request.isLast, seconds },
+      'part acknowledged',
+    );
+    if (request.isLast) await this.emit(this.completed(request, video));
+    return { video, bytes };
   }
 
   /**
@@ -281,7 +370,10 @@ export class UploadEngine {
     return { containerDeleted };
   }
 
-  private completed(request: TransferRequest, video: Video): UploadCompleted {
+  private completed(
+    request: Pick<TransferRequest, 'identity' | 'target' | 'state'>,
+    video: Video,
+  ): UploadCompleted {
     const { state } = request;
     return {
       ...this.outcomeBase(request.identity, request.target, state, state.ackedBytes),
@@ -462,7 +554,7 @@ class Transfer {
         `The body goes past Upload-Length (${length} bytes).`,
       );
     }
-    const { maxFileSize } = this.settings;
+    const maxFileSize = effectiveMax(this.settings.maxFileSize, this.request.maxFileSize);
     if (maxFileSize > 0 && this.position + chunk.length > maxFileSize) {
       throw new RelayError(
         'file_too_large',
@@ -568,7 +660,12 @@ class Transfer {
       'part acknowledged',
     );
     (part as Part & { acked?: boolean }).acked = true;
-    // The acknowledged prefix grows only through contiguous parts.
+    // api.video has these bytes: they are not held any more, and a pooled buffer goes back at
+    // once. Waiting for the parts before it would let reading go on with no buffer to fill.
+    this.hold(-part.size);
+    (part as HeldPart).acknowledged(); // its room back to the budget, its blocks to the pool
+    // The acknowledged prefix (what a resumable upload may count) grows only through contiguous
+    // parts.
     let advanced = false;
     for (
       let p = this.open.get(state.nextPart);
@@ -578,8 +675,6 @@ class Transfer {
       this.open.delete(p.number);
       state.ackedBytes += p.size;
       state.nextPart += 1;
-      this.hold(-p.size);
-      p.acknowledged(); // its room back to the budget, its blocks to the pool
       advanced = true;
     }
     if (advanced) await this.saveCheckpoint();
@@ -672,6 +767,12 @@ class Transfer {
     this.idle.dispose();
     this.signal.removeEventListener('abort', this.stopReading);
   }
+}
+
+/** The smaller of two limits, where 0 or undefined means none. */
+function effectiveMax(engine: number, upload: number | undefined): number {
+  if (!upload) return engine;
+  return engine > 0 ? Math.min(engine, upload) : upload;
 }
 
 function truncate(chunks: Buffer[], bytes: number): Buffer[] {

@@ -34,6 +34,7 @@ export interface TestRelayOptions {
   authScheme?: 'basic' | 'bearer';
   resumable?: AppDeps['resumable'];
   outcomeSinks?: AppDeps['outcomeSinks'];
+  uploadTokens?: AppDeps['uploadTokens'];
   /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
   client?: Partial<ApiVideoClientOptions>;
   /** More of the app's parts (webhooks, outcome sinks, metrics). */
@@ -78,6 +79,7 @@ export async function startTestRelay(
     config,
     lifecycle,
     outcomeSinks: options.outcomeSinks,
+    uploadTokens: options.uploadTokens,
     logger,
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },

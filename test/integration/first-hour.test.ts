@@ -125,7 +125,7 @@ describe('request log lines', () => {
     const server = createHttpServer(app, config);
     try {
       const url = await listen(server, 0, '127.0.0.1');
-      const answer = await request(url + '/v1/videos/vi123', {
+      const answer = await request(url + '/v1/videos/vi4blUQJFrYWbaG44NChkH27', {
         headers: { 'x-request-id': 'log-test-500' },
       });
       expect(answer.statusCode).toBe(500);

@@ -166,3 +166,70 @@ test('resumable uploads: GET /v1/uploads/{id}, both ways', async () => {
   conforms('/v1/uploads/{id}', 'get', await request(fixture.url).get(path));
   conforms('/v1/uploads/{id}', 'get', await request(fixture.url).get('/v1/uploads/nope'));
 });
+
+test('upload tokens: minting, reading, revoking, and each problem', async () => {
+  const api = request(lockedRelay().url);
+  const auth = { Authorization: 'Bearer openapi-token-0123456789' };
+  const minted = await api
+    .post('/v1/upload-tokens')
+    .set(auth)
+    .send({ title: 't', tags: ['a'] });
+  conforms('/v1/upload-tokens', 'post', minted);
+  conforms(
+    '/v1/upload-tokens',
+    'post',
+    await api.post('/v1/upload-tokens').set(auth).send({ ttl: 0 }),
+  );
+  conforms('/v1/upload-tokens', 'post', await api.post('/v1/upload-tokens').send({}));
+  const path = '/v1/upload-tokens/{token}';
+  conforms(path, 'get', await api.get(`/v1/upload-tokens/${minted.body.token}`).set(auth));
+  conforms(path, 'get', await api.get('/v1/upload-tokens/nope').set(auth));
+  conforms(path, 'delete', await api.delete('/v1/upload-tokens/nope').set(auth));
+  const revoked = await api.delete(`/v1/upload-tokens/${minted.body.id}`).set(auth);
+  expect(revoked.status).toBe(204);
+  expect(doc.paths[path]!.delete!.responses['204']).toBeDefined();
+  const refused = await api
+    .post('/v1/videos')
+    .set('Authorization', `Bearer ${minted.body.token}`)
+    .attach('file', Buffer.alloc(1), 'a.mp4');
+  expect(refused.body.code).toBe('upload_token_revoked');
+  conforms('/v1/videos', 'post', refused);
+});
+
+test('POST /upload?token=: the video, and problems in api.video’s shape', async () => {
+  const api = request(lockedRelay().url);
+  const auth = { Authorization: 'Bearer openapi-token-0123456789' };
+  const minted = await api.post('/v1/upload-tokens').set(auth).send({ maxUses: 2 });
+  const token = minted.body.token as string;
+  conforms(
+    '/upload',
+    'post',
+    await api.post(`/upload?token=${token}`).attach('clip.mp4', Buffer.alloc(100, 3), 'clip.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api
+      .post(`/upload?token=${token}`)
+      .set('Content-Range', 'part 3/2')
+      .attach('file', Buffer.alloc(1), 'a.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api.post('/upload?token=to_nope').attach('file', Buffer.alloc(1), 'a.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api
+      .post(`/upload?token=${token}`)
+      .field('videoId', 'viNotMine')
+      .attach('file', Buffer.alloc(1), 'a.mp4'),
+  );
+  conforms(
+    '/upload',
+    'post',
+    await api.post(`/upload?token=${token}`).set('Content-Type', 'text/plain').send('x'),
+  );
+});

@@ -1,0 +1,164 @@
+import type { UploadState } from '../upload/engine';
+import type { UploadTarget } from '../upload/video-fields';
+import type { ChunkProgress } from './chunk-range';
+import type { UploadTokenFields } from './fields';
+
+/** A minted token as stored: never the token itself, only under its hash. */
+export interface UploadTokenRecord {
+  id: string;
+  /** The minting principal: the upload's principal in logs, limits and ownership checks. */
+  principal: string;
+  principalKind: 'token' | 'jwt' | 'anonymous';
+  createdAt: number;
+  expiresAt: number;
+  ttl: number;
+  maxUses: number;
+  uses: number;
+  revoked: boolean;
+  fields: UploadTokenFields;
+}
+
+export type TokenState = 'active' | 'expired' | 'used_up' | 'revoked';
+
+/** Revoked first, then expired, then used up: the answer names the most lasting reason. */
+export function stateOf(record: UploadTokenRecord, now: number): TokenState {
+  if (record.revoked) return 'revoked';
+  if (now >= record.expiresAt) return 'expired';
+  if (record.uses >= record.maxUses) return 'used_up';
+  return 'active';
+}
+
+/**
+ * How long a token is kept after it expires, so its holder is told "expired" (not "unknown") and
+ * an upload it started may finish.
+ */
+export const RETAIN_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
+
+export type ConsumeResult =
+  | { state: 'active'; record: UploadTokenRecord }
+  | { state: Exclude<TokenState, 'active'> | 'unknown'; record?: UploadTokenRecord };
+
+/** An upload a token started on `POST /upload?token=`: later chunks may go there and nowhere else. */
+export interface TokenUpload {
+  /** The video: what later chunks name, and the key the upload is kept under. */
+  videoId: string;
+  /** The upload's id in outcomes and logs (the first chunk's request id). */
+  uploadId: string;
+  startedAt: number;
+  /** What the video was created from (for the upload's outcome, whatever later chunks are named). */
+  target: UploadTarget;
+  /** What api.video has of it (the engine's state): container, acknowledged bytes and parts. */
+  state: UploadState;
+  progress: ChunkProgress;
+  completed: boolean;
+}
+
+/** Where tokens live: Redis when REDIS_URL is set (every replica sees them), memory otherwise. */
+export interface UploadTokenStore {
+  create(hash: string, record: UploadTokenRecord): Promise<void>;
+  get(hash: string): Promise<UploadTokenRecord | undefined>;
+  /** The hash a public id stands for, while the token is kept. */
+  hashOfId(id: string): Promise<string | undefined>;
+  /** Atomically: counts one use if the token is active at `now`, and says what it found. */
+  consume(hash: string, now: number): Promise<ConsumeResult>;
+  revoke(hash: string): Promise<void>;
+  /** Gives back a use counted for an upload that failed before any part was acknowledged. */
+  refund(hash: string): Promise<void>;
+  /** Records an upload of the token; it becomes the token's latest. */
+  saveUpload(hash: string, upload: TokenUpload): Promise<void>;
+  forgetUpload(hash: string, videoId: string): Promise<void>;
+  /** One of the token's uploads, or (no id) its latest. */
+  upload(hash: string, videoId?: string): Promise<TokenUpload | undefined>;
+  close(): Promise<void>;
+}
+
+interface TokenUploads {
+  latest?: string;
+  byVideo: Map<string, TokenUpload>;
+}
+
+export class MemoryUploadTokenStore implements UploadTokenStore {
+  private readonly tokens = new Map<string, UploadTokenRecord>();
+  private readonly ids = new Map<string, string>();
+  private readonly uploads = new Map<string, TokenUploads>();
+  private lastPrune = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async create(hash: string, record: UploadTokenRecord): Promise<void> {
+    this.prune();
+    this.tokens.set(hash, structuredClone(record));
+    this.ids.set(record.id, hash);
+  }
+
+  async get(hash: string): Promise<UploadTokenRecord | undefined> {
+    const record = this.live(hash);
+    return record && structuredClone(record);
+  }
+
+  async hashOfId(id: string): Promise<string | undefined> {
+    const hash = this.ids.get(id);
+    return hash !== undefined && this.live(hash) ? hash : undefined;
+  }
+
+  async consume(hash: string, now: number): Promise<ConsumeResult> {
+    const record = this.live(hash);
+    if (!record) return { state: 'unknown' };
+    const state = stateOf(record, now);
+    if (state === 'active') record.uses += 1;
+    return { state, record: structuredClone(record) };
+  }
+
+  async revoke(hash: string): Promise<void> {
+    const record = this.live(hash);
+    if (record) record.revoked = true;
+  }
+
+  async refund(hash: string): Promise<void> {
+    const record = this.live(hash);
+    if (record && record.uses > 0) record.uses -= 1;
+  }
+
+  async saveUpload(hash: string, upload: TokenUpload): Promise<void> {
+    if (!this.live(hash)) return;
+    const entry: TokenUploads = this.uploads.get(hash) ?? { byVideo: new Map() };
+    entry.byVideo.set(upload.videoId, structuredClone(upload));
+    entry.latest = upload.videoId;
+    this.uploads.set(hash, entry);
+  }
+
+  async forgetUpload(hash: string, videoId: string): Promise<void> {
+    const entry = this.uploads.get(hash);
+    if (!entry) return;
+    entry.byVideo.delete(videoId);
+    if (entry.latest === videoId) entry.latest = undefined;
+  }
+
+  async upload(hash: string, videoId?: string): Promise<TokenUpload | undefined> {
+    if (!this.live(hash)) return undefined;
+    const entry = this.uploads.get(hash);
+    const id = videoId ?? entry?.latest;
+    const found = id === undefined ? undefined : entry?.byVideo.get(id);
+    return found && structuredClone(found);
+  }
+
+  async close(): Promise<void> {}
+
+  private live(hash: string): UploadTokenRecord | undefined {
+    const record = this.tokens.get(hash);
+    if (record && this.now() >= record.expiresAt + RETAIN_AFTER_EXPIRY_MS) {
+      this.tokens.delete(hash);
+      this.uploads.delete(hash);
+      this.ids.delete(record.id);
+      return undefined;
+    }
+    return record;
+  }
+
+  /** Minting is the only way in, so sweeping there keeps the map bounded by live tokens. */
+  private prune(): void {
+    if (this.now() - this.lastPrune < 60_000) return;
+    this.lastPrune = this.now();
+    for (const hash of this.tokens.keys()) this.live(hash);
+  }
+}
