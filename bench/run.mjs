@@ -261,7 +261,8 @@ async function main() {
           verify: sinkCheck(slow),
         }),
     },
-    ...manySlow,
+    // Minutes each: not in --quick (CI); run them with --only mobile or --only many.
+    ...(quick && !option('only', null) ? [] : manySlow),
   ];
   // --only <regex>: a subset, for a focused comparison (written under bench/.work, like --quick).
   const only = option('only', null);
