@@ -3,7 +3,11 @@ import { spawn } from 'node:child_process';
 import { createHash, randomFillSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import process from 'node:process';
-import { request } from 'undici';
+import { Agent, request, setGlobalDispatcher } from 'undici';
+
+// A thousand clients connecting at once can wait on the relay's accept queue longer than
+// undici's 10 s default: that is the bench's own limit, not the relay's answer.
+setGlobalDispatcher(new Agent({ connect: { timeout: 120_000 } }));
 
 const TICKS = 100; // USER_HZ on Linux
 export const MiB = 1024 * 1024;
@@ -90,8 +94,30 @@ function* fileChunks(size) {
   }
 }
 
-/** Uploads `size` bytes as a multipart form; resolves with the answer and the time to it. */
-export async function uploadForm(url, size) {
+/**
+ * The same bytes as fileChunks, sent at `bytesPerSecond` in 16 KiB writes like a phone on a
+ * mobile link: paced from the previous write, so a client held back by the relay (backpressure)
+ * resumes at its link's speed instead of bursting to catch up.
+ */
+async function* pacedChunks(size, bytesPerSecond) {
+  const piece = 16 * 1024;
+  const interval = (piece / bytesPerSecond) * 1000;
+  let due = performance.now();
+  for (const chunk of fileChunks(size)) {
+    for (let at = 0; at < chunk.length; at += piece) {
+      const now = performance.now();
+      due = Math.max(due + interval, now - interval);
+      if (due > now) await new Promise((r) => setTimeout(r, due - now));
+      yield chunk.subarray(at, at + piece);
+    }
+  }
+}
+
+/**
+ * Uploads `size` bytes as a multipart form; resolves with the answer and the time to it.
+ * `bytesPerSecond`: pace the file like a slow client (default: as fast as the relay takes it).
+ */
+export async function uploadForm(url, size, { bytesPerSecond } = {}) {
   const boundary = `----bench${randomBytes(8).toString('hex')}`;
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nbench\r\n` +
@@ -103,6 +129,11 @@ export async function uploadForm(url, size) {
     yield* fileChunks(size);
     yield tail;
   }
+  async function* pacedBody() {
+    yield head;
+    yield* pacedChunks(size, bytesPerSecond);
+    yield tail;
+  }
   const started = performance.now();
   const res = await request(`${url}/v1/videos`, {
     method: 'POST',
@@ -110,12 +141,47 @@ export async function uploadForm(url, size) {
       'content-type': `multipart/form-data; boundary=${boundary}`,
       'content-length': String(head.length + size + tail.length),
     },
-    body: body(),
+    body: bytesPerSecond ? pacedBody() : body(),
     headersTimeout: 600_000,
     bodyTimeout: 600_000,
   });
   const answer = await res.body.json();
   return { status: res.statusCode, body: answer, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * Polls the relay's /metrics every 500 ms for the memory budget's own accounting; `stop()` gives
+ * the peak bytes reserved and buffered (null for a build without those gauges), so RSS can be
+ * compared with what the relay knows it holds.
+ */
+export function budgetSampler(url) {
+  const peak = { reserved: null, buffered: null, waiting: null };
+  const read = (text, name) => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : null;
+  };
+  let busy = false;
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const res = await request(`${url}/metrics`);
+      const text = await res.body.text();
+      for (const [key, name] of [
+        ['reserved', 'relay_memory_reserved_bytes'],
+        ['buffered', 'relay_bytes_buffered'],
+        ['waiting', 'relay_memory_waiting_uploads'],
+      ]) {
+        const v = read(text, name);
+        if (v !== null) peak[key] = Math.max(peak[key] ?? 0, v);
+      }
+    } catch {
+      /* a scrape that fails under load is skipped */
+    } finally {
+      busy = false;
+    }
+  }, 500);
+  return { stop: () => (clearInterval(timer), peak) };
 }
 
 export async function sinkRecord(sinkUrl, videoId) {

@@ -50,6 +50,39 @@ function targets(variants) {
       concurrent.rssGrowth.median <= 8 * formula,
     );
   }
+  const baseline = by((v) => v.kind === 'baseline');
+  if (baseline && relay && floor) {
+    const ours = relay.cpuPerGiB.median / floor.cpuPerGiB.median;
+    const theirs = baseline.cpuPerGiB.median / floor.cpuPerGiB.median;
+    add(
+      'one fast upload, CPU ÷ floor against the baseline build (same run)',
+      `${f2(ours)}× against ${f2(theirs)}×`,
+      'within 5 %',
+      ours <= theirs * 1.05,
+    );
+    const t = relay.mibPerSecond.median / baseline.mibPerSecond.median;
+    add('one fast upload, throughput ÷ the baseline build', `${f2(t)}×`, '≥ 0.95×', t >= 0.95);
+  }
+  const mobile = by((v) => v.kind === 'mobile');
+  if (mobile) {
+    const per = mobile.rssGrowthPerUpload.median;
+    add(
+      `mobile: ${mobile.runs[0].uploads} uploads at 512 KiB/s, RSS growth per upload (all 201, byte-exact)`,
+      `${(per / MiB).toFixed(2)} MiB`,
+      '≤ 3.5 MiB',
+      per <= 3.5 * MiB,
+    );
+  }
+  const many = by((v) => v.kind === 'many');
+  if (many) {
+    const g = many.rssGrowth.median;
+    add(
+      `many: ${many.runs[0].uploads} uploads at 64 KiB/s in a ${mib(many.budget)} budget, RSS growth (all 201, byte-exact)`,
+      mib(g),
+      `≤ ${mib(many.budget * 1.15)} (budget + 15 %)`,
+      g <= many.budget * 1.15,
+    );
+  }
   if (slow) {
     add(
       'slow upstream, RSS growth',
@@ -114,8 +147,33 @@ export async function renderReport(meta, variants) {
         `| ${v.name} | ${f1(v.mibPerSecond.min)} / ${f1(v.mibPerSecond.median)} | ${f2(v.seconds.median)} | ${f2(v.cpuPerGiB.median)} | ${v.runs[0].sinkCpuPerGiB === null ? '—' : f2(median(v.runs.map((r) => r.sinkCpuPerGiB)))} | ${mib(v.idleRss.median)} | ${mib(v.rssGrowth.min)} / ${mib(v.rssGrowth.median)} / ${mib(v.rssGrowth.max)} |`,
     ),
     '',
+    ...manyTable(variants),
   ];
   return { markdown: lines.join('\n') + '\n', svg: await chart(variants) };
+}
+
+/** Variants of many slow clients: what each upload costs in memory, and how long they took. */
+function manyTable(variants) {
+  const many = variants.filter((v) => v.many);
+  if (many.length === 0) return [];
+  return [
+    '## Many slow clients',
+    '',
+    "Peak bytes held and reserved are the relay's own accounting (`relay_bytes_buffered`, `relay_memory_reserved_bytes`, scraped every 500 ms); RSS growth above them is the process's own cost (V8, sockets, the allocator).",
+    '',
+    '| variant | uploads | seconds until the last 201 (median) | RSS growth (median) | per upload (min / median / max) | peak held / reserved (median) | peak uploads waiting for room | CPU-s per GiB (median) |',
+    '|---|---|---|---|---|---|---|---|',
+    ...many.map(
+      (v) =>
+        `| ${v.name} | ${v.runs[0].uploads} | ${f1(v.seconds.median)} | ${mib(v.rssGrowth.median)} | ${f2(v.rssGrowthPerUpload.min / MiB)} / ${f2(v.rssGrowthPerUpload.median / MiB)} / ${f2(v.rssGrowthPerUpload.max / MiB)} MiB | ${peak(v, 'peakBuffered')} / ${peak(v, 'peakReserved')} | ${v.runs[0].peakWaiting ?? '—'} | ${f2(v.cpuPerGiB.median)} |`,
+    ),
+    '',
+  ];
+}
+
+function peak(v, key) {
+  const xs = v.runs.map((r) => r[key]).filter((x) => x !== null && x !== undefined);
+  return xs.length ? mib(median(xs)) : '—';
 }
 
 function median(xs) {

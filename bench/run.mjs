@@ -1,12 +1,14 @@
-// npm run bench [-- --quick] [-- --size 1GiB] [-- --rounds 3]
+// npm run bench [-- --quick] [-- --size 1GiB] [-- --rounds 3] [-- --only <regex>] [-- --uploads N]
+// `--only mobile`: the many-slow-uploads variants alone; `--uploads N` scales their upload count.
 // Every variant runs as its own process on loopback; rounds are interleaved so machine noise hits
 // all variants alike. Results: docs/benchmarks.md, docs/benchmarks.json, docs/benchmarks.svg
 // (with --quick, under bench/.work/ instead, so CI does not rewrite the committed results).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import process from 'node:process';
 import {
   MiB,
+  budgetSampler,
   fileDigest,
   median,
   rssSampler,
@@ -34,7 +36,7 @@ const outDir = quick || argv.includes('--only') ? join(ROOT, 'bench/.work') : jo
 const grid = quick ? [[16, 2]] : [5, 16, 64].flatMap((p) => [1, 2, 4].map((c) => [p, c]));
 const script = (name) => join(ROOT, name);
 
-function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled') {
+function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled', extra = {}) {
   return {
     NODE_ENV: 'production',
     RELAY_ALLOW_ANONYMOUS: 'true',
@@ -47,11 +49,19 @@ function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled') {
     LOG_LEVEL: 'info', // two lines per upload, none on the byte path
     PORT: '0',
     HOST: '127.0.0.1',
+    ...extra,
   };
 }
 
-/** Runs `uploads` against a fresh server process; measures its CPU and RSS, and the sink's CPU. */
-async function measure(name, start, { sink, uploads, verify }) {
+/**
+ * Runs `uploads` against a fresh server process; measures its CPU and RSS, and the sink's CPU.
+ * `bytesPerSecond` paces each upload like a slow client; `spreadMs` spreads their starts evenly.
+ */
+async function measure(
+  name,
+  start,
+  { sink, uploads, verify, bytesPerSecond, spreadMs = 0, scrape = false },
+) {
   const server = await start();
   try {
     await uploadForm(server.url, MiB); // warm-up: code paths loaded, pools open
@@ -60,10 +70,18 @@ async function measure(name, start, { sink, uploads, verify }) {
     const cpu0 = server.cpuSeconds();
     const sinkCpu0 = sink?.cpuSeconds() ?? 0;
     const sampler = rssSampler(server);
+    // Only the relay has /metrics (the floor would choke on a GET); only many-client runs need it.
+    const budget = scrape ? budgetSampler(server.url) : { stop: () => ({}) };
     const started = performance.now();
-    const answers = await Promise.all(uploads.map((bytes) => uploadForm(server.url, bytes)));
+    const answers = await Promise.all(
+      uploads.map(async (bytes, i) => {
+        if (spreadMs > 0) await sleep((spreadMs * i) / uploads.length);
+        return uploadForm(server.url, bytes, { bytesPerSecond });
+      }),
+    );
     const seconds = (performance.now() - started) / 1000;
     const peakRss = sampler.stop();
+    const accounted = budget.stop();
     const bytes = uploads.reduce((a, b) => a + b, 0);
     for (const [i, a] of answers.entries()) {
       if (a.status !== 201)
@@ -81,11 +99,21 @@ async function measure(name, start, { sink, uploads, verify }) {
       idleRss,
       peakRss,
       rssGrowth: peakRss - idleRss,
+      uploads: uploads.length,
+      peakReserved: accounted.reserved ?? null,
+      peakBuffered: accounted.buffered ?? null,
+      peakWaiting: accounted.waiting ?? null,
+      rssGrowthPerUpload: (peakRss - idleRss) / uploads.length,
     };
   } finally {
     await server.stop();
   }
 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Debian's jemalloc (libjemalloc2), when installed: the allocator comparison needs it. */
+const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 
 function sinkCheck(sink) {
   return async (answer, bytes) => {
@@ -101,10 +129,75 @@ function sinkCheck(sink) {
 async function main() {
   const fast = await startProcess(script('bench/sink.mjs'));
   const slow = await startProcess(script('bench/sink.mjs'), { SINK_DELAY_MS: '200' });
-  const relay = (sink, p, c, buffering) => () =>
-    startProcess(script('dist/main.js'), relayEnv(sink.url, p, c, buffering));
+  const relay = (sink, p, c, buffering, extra) => () =>
+    startProcess(script('dist/main.js'), relayEnv(sink.url, p, c, buffering, extra));
+  // Many slow clients (issue #14): default settings but for the per-client limit (the bench is one
+  // principal); each of `mobile` is a phone at 512 KiB/s sending 12 MiB, starts spread over one
+  // 5 MiB part's duration (10 s); `many` is 1000 clients at 64 KiB/s within a 1 GiB budget.
+  const mobileUploads = Number(option('uploads', 200));
+  const manyUploads = Number(option('uploads', 1000));
+  const mobileEnv = { UPLOAD_MAX_CONCURRENT_PER_CLIENT: '10000' };
+  const mobile = (name, kind, buffering, extra = {}) => ({
+    name,
+    kind,
+    many: true,
+    run: () =>
+      measure(name, relay(fast, 16, 2, buffering, { ...mobileEnv, ...extra }), {
+        sink: fast,
+        uploads: Array(mobileUploads).fill(12 * MiB),
+        bytesPerSecond: 512 * 1024,
+        spreadMs: 10_000,
+        verify: sinkCheck(fast),
+        scrape: true,
+      }),
+  });
+  const manySlow = [
+    mobile(`mobile ${mobileUploads} × 12 MiB at 512 KiB/s`, 'mobile', 'pooled'),
+    mobile(`mobile, parts as chunk lists`, 'mobile-chunks', 'chunks'),
+    mobile(`mobile, MALLOC_ARENA_MAX=2`, 'mobile-arena', 'pooled', { MALLOC_ARENA_MAX: '2' }),
+    ...(existsSync(JEMALLOC)
+      ? [mobile(`mobile, jemalloc`, 'mobile-jemalloc', 'pooled', { LD_PRELOAD: JEMALLOC })]
+      : []),
+    {
+      name: `many ${manyUploads} × 3 MiB at 64 KiB/s, UPLOAD_MEMORY_BUDGET=1GiB`,
+      kind: 'many',
+      many: true,
+      budget: 1024 * MiB,
+      run: () =>
+        measure(
+          'many',
+          relay(fast, 16, 2, 'pooled', { ...mobileEnv, UPLOAD_MEMORY_BUDGET: '1GiB' }),
+          {
+            sink: fast,
+            uploads: Array(manyUploads).fill(3 * MiB),
+            bytesPerSecond: 64 * 1024,
+            spreadMs: 10_000,
+            verify: sinkCheck(fast),
+            scrape: true,
+          },
+        ),
+    },
+  ];
   const concurrentEach = Math.max(MiB, Math.floor(size / 4));
+  // --baseline <dir>: another build of the relay (e.g. main, `git archive main | tar -x`, built
+  // there) run in the same rounds, so "no worse than main" is a ratio within one run.
+  const baseline = option('baseline', null);
+  const baselineVariant = baseline
+    ? [
+        {
+          name: 'baseline relay 16 MiB × 2 (--baseline build, its defaults)',
+          kind: 'baseline',
+          run: () =>
+            measure(
+              'baseline',
+              () => startProcess(join(baseline, 'dist/main.js'), relayEnv(fast.url, 16, 2)),
+              { sink: fast, uploads: [size], verify: sinkCheck(fast) },
+            ),
+        },
+      ]
+    : [];
   const variants = [
+    ...baselineVariant,
     {
       name: 'floor (busboy drain)',
       kind: 'floor',
@@ -168,6 +261,8 @@ async function main() {
           verify: sinkCheck(slow),
         }),
     },
+    // Minutes each: not in --quick (CI); run them with --only mobile or --only many.
+    ...(quick && !option('only', null) ? [] : manySlow),
   ];
   // --only <regex>: a subset, for a focused comparison (written under bench/.work, like --quick).
   const only = option('only', null);
@@ -198,6 +293,7 @@ async function main() {
       mibPerSecond: pick('mibPerSecond'),
       cpuPerGiB: pick('cpuPerGiB'),
       rssGrowth: pick('rssGrowth'),
+      rssGrowthPerUpload: pick('rssGrowthPerUpload'),
       peakRss: pick('peakRss'),
       idleRss: pick('idleRss'),
     };

@@ -24,6 +24,7 @@ import { RelayMetrics } from './metrics';
 import { UploadEngine } from './upload/engine';
 import type { OutcomeSink } from './upload/outcome';
 import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
+import { MemoryBudget } from './upload/memory-budget';
 import { webhooksRoutes } from './webhooks/routes';
 import type { WebhookSink } from './webhooks/sink';
 import { uploadTokenAuth, withUploadTokens } from './upload-tokens/auth';
@@ -41,6 +42,8 @@ export interface AppDeps {
   lifecycle?: Lifecycle;
   /** Where the upload page's files are (RELAY_DEMO_PAGE). */
   publicDir?: string;
+  /** UPLOAD_MEMORY_BUDGET, shared by every route; built from the config when not given. */
+  memoryBudget?: MemoryBudget;
   /** Resumable uploads' sessions and locks; in memory when not given. */
   resumable?: { sessions: SessionStore; locker: UploadLocker };
   /** Consumers of every upload's outcome, besides the built-in log line and metrics. */
@@ -67,6 +70,8 @@ export function createApp(deps: AppDeps): express.Express {
   const { config, logger, apivideo } = deps;
   const metrics = deps.metrics ?? new RelayMetrics();
   const lifecycle = deps.lifecycle ?? new Lifecycle();
+  const memoryBudget = deps.memoryBudget ?? new MemoryBudget(config.upload.memoryBudget);
+  metrics.watchBudget(memoryBudget);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -108,6 +113,7 @@ export function createApp(deps: AppDeps): express.Express {
   const engine = new UploadEngine({
     client: apivideo,
     settings: config.upload,
+    budget: memoryBudget,
     observer,
     sinks: [new OutcomeRecorder(metrics, logger), ...(deps.outcomeSinks ?? [])],
     logger,
@@ -153,6 +159,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(webhooksRoutes({ sink: deps.webhooks, authenticate }));
   app.use(resumable.router);
   app.locals.resumable = resumable;
+  app.locals.memoryBudget = memoryBudget;
   app.use(
     tokenUploadRoutes({
       ...guards,

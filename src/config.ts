@@ -1,3 +1,5 @@
+import { BUDGET_SHARE, type SystemMemory } from './system-memory';
+
 /**
  * All settings, validated at once. `loadConfig` is pure: it reads only the object it is given,
  * so tests build any configuration without touching process.env.
@@ -25,6 +27,10 @@ export interface Config {
     partSize: number;
     partConcurrency: number;
     partBuffering: 'pooled' | 'chunks';
+    /** UPLOAD_MEMORY_BUDGET: bytes all uploads may hold together. */
+    memoryBudget: number;
+    /** Where the budget came from, for the start-up line. */
+    memoryBudgetFrom: string;
     /** 0 means no limit. */
     maxFileSize: number;
     /** 0 means no limit on the whole request. */
@@ -242,10 +248,19 @@ export function formatBytes(bytes: number): string {
   return `${bytes} bytes`;
 }
 
+/** What loadConfig assumes when it is not told the memory main.ts detected (tests). */
+export const ASSUMED_MEMORY: SystemMemory = { bytes: 4 * 1024 * MiB, source: 'assumed' };
+
 /**
  * `earlier`: problems found before (those of readSecretFiles), reported with the rest at once.
+ * `system`: the memory detected at start-up (src/system-memory.ts), for UPLOAD_MEMORY_BUDGET's
+ * default; passed in so this function reads nothing but its arguments.
  */
-export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
+export function loadConfig(
+  env: Env,
+  earlier: readonly string[] = [],
+  system: SystemMemory = ASSUMED_MEMORY,
+): Config {
   const r = new Reader(env, earlier);
   const nodeEnv = r.oneOf<NodeEnv>('NODE_ENV', 'development', [
     'development',
@@ -307,6 +322,8 @@ export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
         'pooled',
         'chunks',
       ]),
+      memoryBudget: 0, // below, once UPLOAD_PART_SIZE is known
+      memoryBudgetFrom: '',
       maxFileSize: r.size('UPLOAD_MAX_FILE_SIZE', 0, 0, Number.MAX_SAFE_INTEGER),
       requestTimeoutMs,
       idleTimeoutMs: r.int('UPLOAD_IDLE_TIMEOUT_MS', 60_000, 0, 2 ** 31 - 1),
@@ -314,7 +331,7 @@ export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
     headersTimeoutMs,
     auth,
     limits: {
-      maxConcurrentUploads: r.int('UPLOAD_MAX_CONCURRENT', 16, 1, 10_000),
+      maxConcurrentUploads: r.int('UPLOAD_MAX_CONCURRENT', 1000, 1, 100_000),
       maxConcurrentPerClient: r.int('UPLOAD_MAX_CONCURRENT_PER_CLIENT', 4, 1, 10_000),
       maxFields: r.int('UPLOAD_MAX_FIELDS', 32, 1, 1000),
       maxFieldSize: r.size('UPLOAD_MAX_FIELD_SIZE', 64 * 1024, 1, 16 * MiB),
@@ -343,8 +360,38 @@ export function loadConfig(env: Env, earlier: readonly string[] = []): Config {
     },
     webhooks: webhookSettings(r),
   };
+  Object.assign(config.upload, memoryBudget(r, config.upload.partSize, system));
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+/**
+ * UPLOAD_MEMORY_BUDGET, or its default: a share of the memory the relay may use (BUDGET_SHARE),
+ * whole MiB, never below one part of UPLOAD_PART_SIZE (a budget below that could not hold one).
+ */
+function memoryBudget(
+  r: Reader,
+  partSize: number,
+  system: SystemMemory,
+): { memoryBudget: number; memoryBudgetFrom: string } {
+  const share = BUDGET_SHARE[system.source];
+  const fallback = Math.max(partSize, Math.floor((system.bytes * share) / MiB) * MiB);
+  const set = r.raw('UPLOAD_MEMORY_BUDGET') !== undefined;
+  const bytes = r.size('UPLOAD_MEMORY_BUDGET', fallback, 5 * MiB, 1024 * 1024 * MiB);
+  if (set && bytes < partSize) {
+    r.problems.push(
+      `UPLOAD_MEMORY_BUDGET: must be at least UPLOAD_PART_SIZE (${formatBytes(partSize)}), got ${formatBytes(bytes)}`,
+    );
+  }
+  const memory = formatBytes(Math.floor(system.bytes / MiB) * MiB);
+  const of = {
+    'cgroup v2': `the cgroup v2 limit (${memory})`,
+    'cgroup v1': `the cgroup v1 limit (${memory})`,
+    machine: `the machine's memory (${memory})`,
+    assumed: `an assumed ${memory}`,
+  }[system.source];
+  const from = set ? 'UPLOAD_MEMORY_BUDGET' : `${share * 100} % of ${of}`;
+  return { memoryBudget: bytes, memoryBudgetFrom: from };
 }
 
 /** TRUST_PROXY as Express takes it: true/false, a hop count, or addresses and subnets. */

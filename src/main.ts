@@ -31,6 +31,7 @@ import { RedisSessionStore } from './resumable/session-store';
 import { RedisLocker } from './resumable/upload-lock';
 import { RelayMetrics } from './metrics';
 import { createWebhooks } from './webhooks';
+import { detectSystemMemory } from './system-memory';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
 import { RedisUploadTokenStore } from './upload-tokens/redis-store';
 import { UploadTokens } from './upload-tokens/tokens';
@@ -62,7 +63,7 @@ function readConfig(): Config {
   loadDotEnv();
   try {
     const { env, problems } = readSecretFiles(process.env, (path) => readFileSync(path, 'utf8'));
-    return loadConfig(env, problems);
+    return loadConfig(env, problems, detectSystemMemory());
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -253,17 +254,17 @@ async function main(): Promise<void> {
   ).unref();
   const server = createHttpServer(app, config);
   const url = await listen(server, config.port, config.host);
-  const { partSize, partConcurrency } = config.upload;
-  const worstCase = config.limits.maxConcurrentUploads * (partConcurrency + 1) * partSize;
+  const { partSize, partConcurrency, memoryBudget, memoryBudgetFrom } = config.upload;
   logger.info(
     {
       url,
       partSize,
       partConcurrency,
       maxConcurrentUploads: config.limits.maxConcurrentUploads,
-      worstCaseBufferBytes: worstCase,
+      memoryBudgetBytes: memoryBudget,
+      memoryBudgetFrom,
     },
-    `relay listening on ${url}; upload buffers need at most ${formatBytes(worstCase)} (${config.limits.maxConcurrentUploads} uploads × ${partConcurrency + 1} × ${formatBytes(partSize)})`,
+    `relay listening on ${url}; uploads hold at most ${formatBytes(memoryBudget)} of file bytes together (UPLOAD_MEMORY_BUDGET: ${memoryBudgetFrom}), in parts of 5 MiB growing to ${formatBytes(partSize)}`,
   );
   if (!hasClientAuth(config.auth))
     logger.warn(

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { MemoryBudget } from './upload/memory-budget';
 
 /**
  * The relay's Prometheus metrics, on a registry of its own (tests build several apps in one
@@ -64,7 +65,42 @@ export class RelayMetrics {
     registers: [this.registry],
   });
 
+  /** UPLOAD_MEMORY_BUDGET's own accounting, read when scraped (no copy that could drift). */
+  private budget: MemoryBudget | undefined;
+  readonly memoryBudgetBytes = this.budgetGauge(
+    'relay_memory_budget_bytes',
+    'UPLOAD_MEMORY_BUDGET: file bytes all uploads may hold together',
+    (b) => b.budget,
+  );
+  readonly memoryReservedBytes = this.budgetGauge(
+    'relay_memory_reserved_bytes',
+    'Bytes of the memory budget reserved by parts being filled or in flight',
+    (b) => b.reserved,
+  );
+  readonly memoryWaitingUploads = this.budgetGauge(
+    'relay_memory_waiting_uploads',
+    'Uploads waiting for room in the memory budget (reading paused: backpressure, not refusal)',
+    (b) => b.waiting,
+  );
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  watchBudget(budget: MemoryBudget): void {
+    this.budget = budget;
+  }
+
+  private budgetGauge(name: string, help: string, read: (b: MemoryBudget) => number): Gauge {
+    const budgetOf = () => this.budget;
+    return new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect(this: Gauge) {
+        const budget = budgetOf();
+        if (budget) this.set(read(budget));
+      },
+    });
   }
 }

@@ -66,6 +66,8 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         file: intake.file,
         bodyComplete: intake.bodyComplete,
         classifyStreamError: intake.classifyStreamError,
+        // The body's length bounds the file's (a form's framing only adds to it).
+        sizeHint: contentLength(req),
         signal: guard.signal,
         logger: log,
         maxFileSize: uploadTokenOf(res)?.record.fields.maxFileSize,
@@ -141,4 +143,12 @@ async function openIntake(
 
 function tooLarge(max: number): RelayError {
   return new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
+}
+
+/** A Content-Length Node's parser has accepted (so the body cannot exceed it), or undefined. */
+function contentLength(req: Request): number | undefined {
+  const header = req.headers['content-length'];
+  if (header === undefined || !/^\d+$/.test(header)) return undefined;
+  const n = Number(header);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }

@@ -16,9 +16,12 @@ import type {
   UploadOutcome,
   UploadRoute,
 } from './outcome';
-import { PartCutter, type Cutter, type Part } from './part-cutter';
-import { PooledPartCutter } from './pooled-part-cutter';
+import type { Part } from './part-cutter';
 import { PartQueue } from './part-queue';
+import { BlockPool } from './block-pool';
+import { BudgetedCutter, type HeldPart } from './budgeted-cutter';
+import { MemoryBudget, type BudgetAccount, type Reservation } from './memory-budget';
+import { PartSizer } from './part-size';
 import { toRelayError } from './upstream-failure';
 import type { UploadTarget } from './video-fields';
 
@@ -97,6 +100,12 @@ export interface TransferRequest {
   /** Names a stream error that is the client's fault (a truncated form, say). */
   classifyStreamError?: (err: unknown) => RelayError | undefined;
   /**
+   * An upper bound of the file bytes this request brings (a Content-Length), when the route knows
+   * one: a short upload then reserves what it can hold, not a whole part. A declared length (tus)
+   * gives its own bound.
+   */
+  sizeHint?: number;
+  /**
    * Saves `state` durably; called one at a time whenever it changes (the container is known, the
    * acknowledged prefix grows). `consumedCarried`: the carried bytes are now inside acknowledged
    * parts, so the adapter drops them. A failure stops the transfer.
@@ -141,6 +150,8 @@ export class ClientGone extends Error {
 export interface EngineDeps {
   client: ApiVideoClient;
   settings: EngineSettings;
+  /** UPLOAD_MEMORY_BUDGET, shared by every route (unbounded when not given: tests). */
+  budget?: MemoryBudget;
   observer?: UploadObserver;
   /** Told of every upload's one outcome, in order, before the client is answered. */
   sinks?: OutcomeSink[];
@@ -157,6 +168,7 @@ export interface OneRequestUpload {
   classifyStreamError?: (err: unknown) => RelayError | undefined;
   /** A limit below the engine's own for this upload (an upload token's maxFileSize). */
   maxFileSize?: number;
+  sizeHint?: number;
 }
 
 /**
@@ -167,13 +179,26 @@ export interface OneRequestUpload {
  */
 export class UploadEngine {
   readonly settings: EngineSettings;
+  readonly budget: MemoryBudget;
   private readonly observer: UploadObserver;
   private readonly sinks: OutcomeSink[];
+  private readonly memory: Memory;
 
   constructor(private readonly deps: EngineDeps) {
     this.settings = deps.settings;
     this.observer = deps.observer ?? NO_OBSERVER;
     this.sinks = deps.sinks ?? [];
+    this.budget = deps.budget ?? new MemoryBudget(Number.MAX_SAFE_INTEGER);
+    // Idle blocks kept for reuse: enough for a burst, a small share of the budget.
+    const keep = Math.min(64 * 1024 * 1024, this.budget.budget / 8);
+    this.memory =
+      deps.settings.partBuffering === 'pooled'
+        ? {
+            budget: this.budget,
+            pool: new BlockPool(256 * 1024, keep),
+            largePool: new BlockPool(1024 * 1024, keep),
+          }
+        : { budget: this.budget, pool: undefined, largePool: undefined };
   }
 
   /** A whole upload in one request: completes, or fails with its container deleted. */
@@ -287,7 +312,13 @@ export class UploadEngine {
    * request ended, with the bytes the adapter must keep for a resumable upload.
    */
   async transfer(request: TransferRequest): Promise<TransferResult & { received: number }> {
-    const transfer = new Transfer(this.deps.client, this.settings, this.observer, request);
+    const transfer = new Transfer(
+      this.deps.client,
+      this.settings,
+      this.observer,
+      this.memory,
+      request,
+    );
     try {
       const outcome = await transfer.run();
       if (outcome.kind === 'completed') await this.emit(this.completed(request, outcome.video));
@@ -390,15 +421,32 @@ export class UploadEngine {
   }
 }
 
+/** The process-wide memory every transfer draws on. */
+interface Memory {
+  budget: MemoryBudget;
+  /** Blocks parts are copied into (UPLOAD_PART_BUFFERING=pooled); none: the client's chunks. */
+  pool: BlockPool | undefined;
+  /** 1 MiB blocks for big parts (fast clients): fewer socket writes per part. */
+  largePool: BlockPool | undefined;
+}
+
 /** One request's worth of an upload: its bytes in, parts out. */
 class Transfer {
   private readonly internal = new AbortController();
   private readonly signal: AbortSignal;
-  private readonly cutter: Cutter;
+  private readonly account: BudgetAccount;
+  private readonly cutter: BudgetedCutter;
   private readonly queue: PartQueue<Video>;
   private readonly idle: IdleTimer;
   /** Parts cut in this transfer and not yet part of the acknowledged prefix. */
-  private readonly open = new Map<number, Part>();
+  private readonly open = new Map<number, HeldPart>();
+  /** Room for the bytes kept in `early` (and the carried ones), reserved before they are held. */
+  private earlyRoom: Reservation | undefined;
+  private readonly release = async (part: HeldPart) => {
+    this.open.set(part.number, part);
+    await this.queue.room(); // reading pauses here while the parts in flight are at the limit
+    this.queue.send(part);
+  };
   /** The carried bytes are fetched only once a part needs them; bytes that come first wait here. */
   private carriedLoaded: boolean;
   private early: Buffer[] = [];
@@ -423,6 +471,7 @@ class Transfer {
     private readonly client: ApiVideoClient,
     private readonly settings: EngineSettings,
     private readonly observer: UploadObserver,
+    memory: Memory,
     private readonly request: TransferRequest,
   ) {
     this.signal = AbortSignal.any([request.signal, this.internal.signal]);
@@ -430,11 +479,25 @@ class Transfer {
     const { state } = request;
     this.carriedLoaded = !request.carried || request.carried.bytes === 0;
     this.position = state.ackedBytes + (request.carried?.bytes ?? 0);
-    // A resumable upload's parts must survive a failure to be kept as its tail: never recycled.
-    this.cutter =
-      settings.partBuffering === 'pooled' && request.end.kind === 'body'
-        ? new PooledPartCutter(settings.partSize, settings.partConcurrency + 1)
-        : new PartCutter(settings.partSize, state.nextPart);
+    // Every part's bytes are held in room reserved from UPLOAD_MEMORY_BUDGET, whatever the route.
+    // Pooled blocks go back to the pool only once api.video acknowledged their part, so the
+    // unacknowledged parts a resumable upload keeps as its tail are never reused under it.
+    this.account = memory.budget.account();
+    const { end } = request;
+    const bound =
+      end.kind === 'length' && end.length !== undefined
+        ? end.length - state.ackedBytes
+        : request.sizeHint !== undefined
+          ? request.sizeHint + (request.carried?.bytes ?? 0)
+          : undefined;
+    this.cutter = new BudgetedCutter({
+      account: this.account,
+      sizer: new PartSizer({ max: settings.partSize }),
+      pool: memory.pool,
+      largePool: memory.largePool,
+      firstNumber: state.nextPart,
+      maxBytes: bound,
+    });
     this.queue = new PartQueue(
       settings.partConcurrency,
       (part, isLast) => this.sendPart(part, isLast),
@@ -468,16 +531,20 @@ class Transfer {
     const chunks = this.request.file[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     for (;;) {
       this.idle.arm();
+      const waitStarted = performance.now();
       const next = await chunks.next().catch((err: unknown) => {
         throw this.classifyStreamError(err);
       });
+      // Time spent waiting for the client only: how fast it fills parts (the adaptive size).
+      const clientMs = performance.now() - waitStarted;
       this.idle.disarm();
       if (next.done) return;
-      await this.accept(next.value);
+      await this.accept(next.value, clientMs);
     }
   }
 
-  private async accept(chunk: Buffer): Promise<void> {
+  /** Waits for room in the budget (not the client's idleness: the idle timer is off here). */
+  private async accept(chunk: Buffer, clientMs = 0): Promise<void> {
     if (chunk.length === 0) return;
     if (this.signal.aborted) throw this.signal.reason;
     const length = this.declaredLength;
@@ -500,33 +567,41 @@ class Transfer {
     this.observer.received(chunk.length);
     if (this.request.state.videoId === undefined) await this.openContainer();
     if (!this.carriedLoaded) {
+      // Room for a whole part, reserved before the first early byte is held: the carried bytes
+      // and these fit in it until a part can be cut, and it becomes that first part.
+      this.earlyRoom ??= await this.account.reserve(this.settings.partSize, {
+        signal: this.signal,
+      });
       this.early.push(chunk);
       this.earlyBytes += chunk.length;
       const carried = this.request.carried!.bytes;
       // No part can be cut yet: keep the new bytes here, and the carried ones where they are.
-      if (carried + this.earlyBytes <= this.settings.partSize && this.position !== length) return;
-      await this.loadCarried();
+      if (carried + this.earlyBytes <= this.settings.partSize && this.position !== length) {
+        this.earlyRoom.hold(chunk.length);
+        return;
+      }
+      await this.loadCarried(clientMs);
       return;
     }
-    await this.cut(chunk);
+    await this.cutter.push(chunk, this.release, this.signal, clientMs);
   }
 
-  private async loadCarried(): Promise<void> {
+  private async loadCarried(clientMs = 0): Promise<void> {
+    // Room first (the early bytes' if any, else a part's), then the bytes: never held unreserved.
+    const room =
+      this.earlyRoom ??
+      (await this.account.reserve(this.settings.partSize, { signal: this.signal }));
+    this.earlyRoom = undefined;
+    room.unhold();
+    this.cutter.adopt(room);
     const carried = await abortable(this.request.carried!.load(), this.signal);
     this.carriedLoaded = true;
     this.hold(carried.reduce((n, c) => n + c.length, 0));
     const early = this.early;
     this.early = [];
     this.earlyBytes = 0;
-    for (const chunk of [...carried, ...early]) await this.cut(chunk);
-  }
-
-  private async cut(chunk: Buffer): Promise<void> {
-    for (const part of this.cutter.push(chunk)) {
-      this.open.set(part.number, part);
-      await this.queue.room(); // reading pauses here while the parts in flight are at the limit
-      this.queue.send(part);
-    }
+    for (const chunk of [...carried, ...early])
+      await this.cutter.push(chunk, this.release, this.signal, clientMs);
   }
 
   private async finish(): Promise<TransferResult> {
@@ -588,7 +663,7 @@ class Transfer {
     // api.video has these bytes: they are not held any more, and a pooled buffer goes back at
     // once. Waiting for the parts before it would let reading go on with no buffer to fill.
     this.hold(-part.size);
-    this.cutter.recycle(part);
+    (part as HeldPart).acknowledged(); // its room back to the budget, its blocks to the pool
     // The acknowledged prefix (what a resumable upload may count) grows only through contiguous
     // parts.
     let advanced = false;
@@ -684,6 +759,11 @@ class Transfer {
 
   dispose(): void {
     this.hold(-this.held);
+    // Whatever this transfer still has reserved goes back (its bytes are dropped, or kept by the
+    // adapter as a tus tail, outside the budget: at most one part per resumable session).
+    this.cutter.close();
+    this.earlyRoom?.release();
+    this.account.close();
     this.idle.dispose();
     this.signal.removeEventListener('abort', this.stopReading);
   }

@@ -8,6 +8,7 @@ import { Lifecycle } from '../../src/lifecycle';
 import { createLogger } from '../../src/logger';
 import { createHttpServer, listen } from '../../src/server';
 import { TEST_API_KEY } from './emulator';
+import type { MemoryBudget } from '../../src/upload/memory-budget';
 
 export interface TestRelay {
   url: string;
@@ -18,6 +19,8 @@ export interface TestRelay {
   client: ApiVideoClient;
   /** Sweeps expired resumable sessions on demand (main.ts does it on a timer). */
   sweepExpired(): Promise<number>;
+  /** UPLOAD_MEMORY_BUDGET's own accounting, shared by every route. */
+  memoryBudget: MemoryBudget;
   /** Every log line written so far, parsed. */
   logs(): Array<Record<string, unknown>>;
   rawLogs(): string;
@@ -91,6 +94,7 @@ export async function startTestRelay(
     server,
     config,
     client,
+    memoryBudget: app.locals.memoryBudget as MemoryBudget,
     sweepExpired: () =>
       (app.locals.resumable as { sweepExpired(): Promise<number> }).sweepExpired(),
     rawLogs: () => lines,

@@ -42,20 +42,26 @@ describe('no key outside production', () => {
 
   test('starts the built-in emulator, says so in one line, and curl uploads through it byte-exact', async () => {
     requirePrograms('curl');
-    const relay = await startRelayProcess({ UPLOAD_PART_SIZE: '5MiB' });
+    const relay = await startRelayProcess({
+      UPLOAD_PART_SIZE: '5MiB',
+      UPLOAD_MEMORY_BUDGET: '48MiB',
+    });
     try {
       const lines = relay
         .output()
         .split('\n')
         .filter((l) => l.includes('built-in api.video emulator'));
       expect(lines).toHaveLength(1);
-      // The worst case for upload buffers, logged at start-up: 16 uploads × (2 + 1) parts × 5 MiB.
+      // The memory budget, logged at start-up with where its figure came from.
       const listening = relay
         .output()
         .split('\n')
         .find((l) => l.includes('relay listening'))!;
-      expect(JSON.parse(listening)).toMatchObject({ worstCaseBufferBytes: 16 * 3 * 5 * MiB });
-      expect(listening).toContain('240 MiB');
+      expect(JSON.parse(listening)).toMatchObject({
+        memoryBudgetBytes: 48 * MiB,
+        memoryBudgetFrom: 'UPLOAD_MEMORY_BUDGET',
+      });
+      expect(listening).toContain('at most 48 MiB of file bytes together');
       const emulatorUrl = (JSON.parse(lines[0]!) as { emulator: string }).emulator;
       expect(emulatorUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const { stdout } = await exec('curl', [
@@ -123,6 +129,23 @@ test('HTTP_HEADERS_TIMEOUT_MS: a client that never finishes its headers is cut o
     await new Promise((resolve) => socket.once('close', resolve));
     expect(Date.now() - started).toBeLessThan(4000);
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('without UPLOAD_MEMORY_BUDGET the start-up line says which share of which memory it took', async () => {
+  const relay = await startRelayProcess({});
+  try {
+    const listening = relay
+      .output()
+      .split('\n')
+      .find((l) => l.includes('relay listening'))!;
+    const line = JSON.parse(listening) as { memoryBudgetBytes: number; memoryBudgetFrom: string };
+    expect(line.memoryBudgetFrom).toMatch(
+      /^(50 % of the cgroup v[12] limit|25 % of the machine's memory) \(\d+ MiB\)$/,
+    );
+    expect(line.memoryBudgetBytes).toBeGreaterThanOrEqual(16 * MiB);
   } finally {
     await relay.stop();
   }

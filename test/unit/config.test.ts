@@ -165,7 +165,7 @@ test('hardening settings', () => {
     noProxy: 'localhost',
   });
   expect(config.limits).toEqual({
-    maxConcurrentUploads: 16,
+    maxConcurrentUploads: 1000,
     maxConcurrentPerClient: 4,
     maxFields: 32,
     maxFieldSize: 65536,

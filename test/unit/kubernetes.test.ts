@@ -185,20 +185,16 @@ test('every secret comes from a file in a mounted Secret, never from a value in 
   expect(volume.secret.defaultMode & 0o007).toBe(0);
 });
 
-test('memory: request = limit, UPLOAD_MEMORY_BUDGET at most 75 % of it, and the default worst case fits', () => {
+test('memory: request = limit, UPLOAD_MEMORY_BUDGET at most 75 % of it, and RSS at a full budget fits', () => {
   const { requests, limits } = relay().resources;
   expect(requests.memory).toBe(limits.memory);
   const limit = quantity(limits.memory);
   const budget = parseSize(env().UPLOAD_MEMORY_BUDGET!)!;
   expect(budget).toBeGreaterThan(0);
   expect(budget).toBeLessThanOrEqual(0.75 * limit);
+  // Measured (docs/benchmarks.md): RSS grows at most ~15 % above a full budget, over ~70 MiB idle.
   const MiB = 2 ** 20;
-  const size = (name: string, fallback: number) => parseSize(env()[name] ?? '') ?? fallback;
-  const worstCase =
-    size('UPLOAD_MAX_CONCURRENT', 16) *
-    (size('UPLOAD_PART_CONCURRENCY', 2) + 1) *
-    size('UPLOAD_PART_SIZE', 16 * MiB);
-  expect(worstCase + 70 * MiB).toBeLessThanOrEqual(limit);
+  expect(70 * MiB + 1.15 * budget).toBeLessThanOrEqual(limit);
   expect(requests.cpu).toBeDefined();
 });
 

@@ -1,0 +1,232 @@
+/**
+ * UPLOAD_MEMORY_BUDGET over real sockets: many uploads on few part slots all finish, a full
+ * budget holds uploads back instead of refusing them, a wait for room is not client idleness,
+ * and resumable (tus) uploads draw on the same budget. Checked through the budget's own
+ * accounting (its peaks) and byte-exact at the emulator.
+ */
+import { createHash, randomFillSync } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
+import type { RunningEmulator } from '../../src/emulator/app';
+import { MiB } from '../helpers/data';
+import { inspectVideo, startTestEmulator } from '../helpers/emulator';
+import {
+  TOKEN_A,
+  auth,
+  createUpload,
+  patch,
+  relayWithRedis,
+  type RedisRelay,
+} from '../helpers/resumable';
+import { startTestRelay, type TestRelay } from '../helpers/relay';
+import { uploadRaw } from '../helpers/upload';
+import { eventually } from '../helpers/wait';
+import { partRuleBroken } from '../../src/upload/part-size';
+
+let emulator: RunningEmulator;
+beforeAll(async () => (emulator = await startTestEmulator()));
+afterAll(() => emulator.close());
+
+/**
+ * A raw upload whose client trickles 16 KiB every 100 ms (never idle) until `finish()`, then
+ * sends the rest at once: it holds a part's room for as long as the test wants.
+ */
+function heldUpload(url: string, size: number, headers: Record<string, string> = {}) {
+  const data = randomFillSync(Buffer.allocUnsafe(size));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let sent = 0;
+  async function* body() {
+    let done = false;
+    void released.then(() => (done = true));
+    while (!done && sent < size - 16 * 1024) {
+      yield data.subarray(sent, sent + 16 * 1024);
+      sent += 16 * 1024;
+      await Promise.race([released, new Promise((r) => setTimeout(r, 100))]);
+    }
+    yield data.subarray(sent);
+  }
+  const answer = request(`${url}/v1/videos`, {
+    method: 'POST',
+    headers: { 'content-type': 'video/mp4', 'content-length': String(size), ...headers },
+    body: Readable.from(body()),
+  }).then(async (r) => ({
+    status: r.statusCode,
+    body: (await r.body.json()) as { videoId: string },
+  }));
+  return {
+    answer,
+    sha256: createHash('sha256').update(data).digest('hex'),
+    finish: release,
+    sentSoFar: () => sent,
+  };
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await request(`${url}/metrics`)).body.text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+}
+
+describe('POST /v1/videos on a budget of two 5 MiB parts', () => {
+  let relay: TestRelay;
+  beforeAll(
+    async () =>
+      (relay = await startTestRelay(emulator, {
+        env: {
+          UPLOAD_PART_SIZE: '5MiB',
+          UPLOAD_MEMORY_BUDGET: '10MiB',
+          UPLOAD_MAX_CONCURRENT_PER_CLIENT: '100',
+          UPLOAD_IDLE_TIMEOUT_MS: '1000',
+          LOG_LEVEL: 'info',
+        },
+      })),
+  );
+  afterAll(() => relay.close());
+
+  test('6 uploads of 12 MiB (3 parts each, 2 slots): none refused, no deadlock, byte-exact, the budget never exceeded', async () => {
+    const budget = relay.memoryBudget;
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () => uploadRaw(relay.url, 12 * MiB + 12345)),
+    );
+    for (const answer of answers) {
+      expect(answer.status).toBe(201);
+      const seen = inspectVideo(emulator, answer.body.videoId as string);
+      expect(seen).toMatchObject({
+        completed: true,
+        size: 12 * MiB + 12345,
+        sha256: answer.sha256,
+      });
+      expect(
+        partRuleBroken(
+          seen.parts.map((p) => p.size),
+          5 * MiB,
+        ),
+      ).toBeUndefined();
+    }
+    // Its own accounting: never above the budget, and the budget was what held uploads back.
+    expect(budget.peak.reserved).toBeLessThanOrEqual(10 * MiB);
+    expect(budget.peak.held).toBeLessThanOrEqual(budget.peak.reserved);
+    expect(budget.peak.reserved).toBe(10 * MiB);
+    expect(budget.peak.waiting).toBeGreaterThan(0);
+    expect(budget.snapshot()).toMatchObject({ reserved: 0, held: 0, waiting: 0 });
+  });
+
+  test('a full budget makes a new upload wait (no 503), longer than the idle timeout, then it completes', async () => {
+    const budget = relay.memoryBudget;
+    // Two uploads take both slots (each has a 5 MiB part open) and keep them.
+    const holders = [heldUpload(relay.url, 6 * MiB), heldUpload(relay.url, 6 * MiB)];
+    await eventually(() => budget.reserved === 10 * MiB);
+    const waiting = uploadRaw(relay.url, 3 * MiB);
+    await eventually(() => budget.waiting === 1);
+    expect(await metric(relay.url, 'relay_memory_waiting_uploads')).toBe(1);
+    expect(await metric(relay.url, 'relay_memory_reserved_bytes')).toBe(10 * MiB);
+    expect(await metric(relay.url, 'relay_memory_budget_bytes')).toBe(10 * MiB);
+    // Held back for longer than UPLOAD_IDLE_TIMEOUT_MS (1 s): waiting for room is not idleness.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(budget.waiting).toBe(1);
+    holders.forEach((h) => h.finish());
+    const answer = await waiting;
+    expect(answer.status).toBe(201);
+    expect(inspectVideo(emulator, answer.body.videoId as string)).toMatchObject({
+      completed: true,
+      sha256: answer.sha256,
+    });
+    for (const holder of holders) {
+      const held = await holder.answer;
+      expect(held.status).toBe(201);
+      expect(inspectVideo(emulator, held.body.videoId)).toMatchObject({ sha256: holder.sha256 });
+    }
+    expect(budget.peak.reserved).toBeLessThanOrEqual(10 * MiB);
+  });
+
+  test('an upload that leaves while waiting for room gives its place up and holds nothing', async () => {
+    const budget = relay.memoryBudget;
+    const holders = [heldUpload(relay.url, 6 * MiB), heldUpload(relay.url, 6 * MiB)];
+    await eventually(() => budget.reserved === 10 * MiB);
+    const controller = new AbortController();
+    const gone = request(`${relay.url}/v1/videos`, {
+      method: 'POST',
+      headers: { 'content-type': 'video/mp4', 'content-length': String(3 * MiB) },
+      body: Readable.from(
+        (async function* () {
+          yield randomFillSync(Buffer.allocUnsafe(64 * 1024));
+          await new Promise(() => undefined); // never more
+        })(),
+      ),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await eventually(() => budget.waiting === 1);
+    controller.abort();
+    await gone;
+    await eventually(() => budget.waiting === 0);
+    holders.forEach((h) => h.finish());
+    for (const holder of holders) expect((await holder.answer).status).toBe(201);
+    await eventually(() => budget.reserved === 0);
+  });
+});
+
+describe('resumable uploads draw on the same budget', () => {
+  let redisRelay: RedisRelay;
+  beforeAll(
+    async () =>
+      (redisRelay = await relayWithRedis(emulator, {
+        UPLOAD_MEMORY_BUDGET: '5MiB',
+        UPLOAD_MAX_CONCURRENT_PER_CLIENT: '100',
+      })),
+  );
+  afterAll(() => redisRelay.close());
+
+  test('a PATCH waits for room held by a one-request upload, then completes byte-exact', async () => {
+    const { relay } = redisRelay;
+    const budget = relay.memoryBudget;
+    const holder = heldUpload(relay.url, 6 * MiB, auth(TOKEN_A));
+    await eventually(() => budget.reserved === 5 * MiB);
+    const size = 6 * MiB + 7;
+    const data = randomFillSync(Buffer.allocUnsafe(size));
+    const path = await createUpload(relay.url, size);
+    const patching = patch(relay.url, path, 0, data);
+    await eventually(() => budget.waiting === 1);
+    expect(budget.reserved).toBe(5 * MiB);
+    holder.finish();
+    const answer = await patching;
+    expect(answer.status).toBe(204);
+    expect(Number(answer.offset)).toBe(size);
+    const videoId = answer.headers['upload-video-id'] as string;
+    expect(inspectVideo(emulator, videoId)).toMatchObject({
+      completed: true,
+      size,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    });
+    expect((await holder.answer).status).toBe(201);
+    expect(budget.peak.reserved).toBeLessThanOrEqual(5 * MiB);
+    expect(budget.peak.held).toBeLessThanOrEqual(budget.peak.reserved);
+  });
+
+  test('a resumed upload (bytes carried over from an earlier PATCH) stays within the budget', async () => {
+    const { relay } = redisRelay;
+    const budget = relay.memoryBudget;
+    const size = 11 * MiB;
+    const data = randomFillSync(Buffer.allocUnsafe(size));
+    const path = await createUpload(relay.url, size);
+    // 3 MiB first: less than a part, kept as the tail; then the rest in small PATCHes.
+    let offset = 0;
+    for (const end of [3 * MiB, 3 * MiB + 100, 8 * MiB, size]) {
+      const answer = await patch(relay.url, path, offset, data.subarray(offset, end));
+      expect(answer.status).toBe(204);
+      offset = Number(answer.offset);
+      expect(offset).toBe(end);
+    }
+    expect(budget.peak.reserved).toBeLessThanOrEqual(5 * MiB);
+    expect(budget.snapshot()).toMatchObject({ reserved: 0, held: 0 });
+    const head = await request(`${relay.url}${path}`, {
+      method: 'HEAD',
+      headers: { ...auth(TOKEN_A), 'Tus-Resumable': '1.0.0' },
+    });
+    await head.body.dump();
+    const videoId = head.headers['upload-video-id'] as string;
+    expect(inspectVideo(emulator, videoId)).toMatchObject({
+      completed: true,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    });
+  });
+});

@@ -1,0 +1,137 @@
+/** UPLOAD_MEMORY_BUDGET's accounting: FIFO waits instead of refusals, aborts, and the invariants. */
+import { MemoryBudget } from '../../src/upload/memory-budget';
+
+/** Settles whatever is ready: a grant is a resolved promise, so a few turns of the queue see it. */
+const turns = async (n = 5) => {
+  for (let i = 0; i < n; i++) await Promise.resolve();
+};
+
+/** Tracks whether a promise has settled, without waiting for it. */
+function track<T>(promise: Promise<T>) {
+  const state: { settled: boolean; value?: T; error?: unknown } = { settled: false };
+  promise.then(
+    (value) => Object.assign(state, { settled: true, value }),
+    (error: unknown) => Object.assign(state, { settled: true, error }),
+  );
+  return state;
+}
+
+test('grants at once while there is room, and counts it', async () => {
+  const budget = new MemoryBudget(100);
+  await expect(budget.reserve(60)).resolves.toBe(60);
+  await expect(budget.reserve(40)).resolves.toBe(40);
+  expect(budget.snapshot()).toEqual({ budget: 100, reserved: 100, held: 0, waiting: 0 });
+  expect(budget.used).toBe(100);
+});
+
+test('a full budget makes requests wait (no refusal), then serves them in FIFO order', async () => {
+  const budget = new MemoryBudget(100);
+  await budget.reserve(100);
+  const order: string[] = [];
+  const a = budget.reserve(50).then(() => order.push('a'));
+  const b = budget.reserve(10).then(() => order.push('b'));
+  const c = budget.reserve(50).then(() => order.push('c'));
+  await turns();
+  expect(order).toEqual([]);
+  expect(budget.waiting).toBe(3);
+  budget.release(40); // 40 free: `a` (50) is at the head and blocks `b` (10) behind it
+  await turns();
+  expect(order).toEqual([]);
+  budget.release(10); // 50 free: `a` is served and takes it all
+  await a;
+  await turns();
+  expect(order).toEqual(['a']);
+  budget.release(10);
+  await b;
+  expect(order).toEqual(['a', 'b']);
+  budget.release(50);
+  await c;
+  expect(order).toEqual(['a', 'b', 'c']);
+  expect(budget.reserved).toBe(100);
+  expect(budget.waiting).toBe(0);
+});
+
+test('a request above the budget is capped to it rather than waiting forever', async () => {
+  const budget = new MemoryBudget(100);
+  await expect(budget.reserve(1000)).resolves.toBe(100);
+});
+
+test('atLeast: under pressure a request takes what is free, never less than its floor', async () => {
+  const budget = new MemoryBudget(100);
+  await budget.reserve(70);
+  await expect(budget.reserve(50, { atLeast: 20 })).resolves.toBe(30);
+  const waiting = track(budget.reserve(50, { atLeast: 20 }));
+  await turns();
+  expect(waiting.settled).toBe(false);
+  budget.release(25); // 25 free >= 20
+  await turns();
+  expect(waiting).toMatchObject({ settled: true, value: 25 });
+  expect(budget.reserved).toBe(100);
+});
+
+test('an aborted wait rejects with its reason, holds nothing, and lets the next one through', async () => {
+  const budget = new MemoryBudget(100);
+  await budget.reserve(90);
+  const stop = new AbortController();
+  const big = track(budget.reserve(50, { signal: stop.signal }));
+  const small = track(budget.reserve(10));
+  await turns();
+  expect(small.settled).toBe(false); // FIFO: behind `big`
+  const reason = new Error('client gone');
+  stop.abort(reason);
+  await turns();
+  expect(big).toMatchObject({ settled: true, error: reason });
+  expect(small).toMatchObject({ settled: true, value: 10 });
+  expect(budget.snapshot()).toMatchObject({ reserved: 100, waiting: 0 });
+});
+
+test('an already aborted signal rejects without reserving', async () => {
+  const budget = new MemoryBudget(100);
+  const stop = new AbortController();
+  stop.abort(new Error('gone'));
+  await expect(budget.reserve(10, { signal: stop.signal })).rejects.toThrow('gone');
+  expect(budget.reserved).toBe(0);
+});
+
+test('releasing more than is reserved is a bug, reported loudly', () => {
+  const budget = new MemoryBudget(100);
+  expect(() => budget.release(1)).toThrow(RangeError);
+});
+
+describe('accounts and reservations', () => {
+  test('held bytes are counted per reservation, per account and in total; room cannot overflow', async () => {
+    const budget = new MemoryBudget(100);
+    const account = budget.account();
+    const r = await account.reserve(40);
+    r.hold(30);
+    expect([r.held, r.room, account.held, budget.held]).toEqual([30, 10, 30, 30]);
+    expect(() => r.hold(11)).toThrow(RangeError);
+    r.shrinkToHeld(); // a last part: the 10 it will never use go back at once
+    expect([account.reserved, budget.reserved]).toEqual([30, 30]);
+    r.release();
+    r.release(); // idempotent
+    expect(budget.snapshot()).toEqual({ budget: 100, reserved: 0, held: 0, waiting: 0 });
+  });
+
+  test('closing an account releases whatever it still holds (a failed upload)', async () => {
+    const budget = new MemoryBudget(100);
+    const a = budget.account();
+    (await a.reserve(30)).hold(30);
+    (await a.reserve(30)).hold(5);
+    a.close();
+    expect(budget.snapshot()).toMatchObject({ reserved: 0, held: 0 });
+  });
+
+  test('`waiting` tells a wait for room from a wait for the client', async () => {
+    const budget = new MemoryBudget(10);
+    const first = budget.account();
+    const r = await first.reserve(10);
+    const second = budget.account();
+    const pending = second.reserve(10);
+    expect(second.waiting).toBe(true);
+    expect(first.waiting).toBe(false);
+    r.release();
+    await pending;
+    expect(second.waiting).toBe(false);
+  });
+});
