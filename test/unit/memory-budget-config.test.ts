@@ -63,11 +63,10 @@ describe('the default budget', () => {
 });
 
 test('UPLOAD_MEMORY_BUDGET overrides the default', () => {
-  const config = loadConfig(
-    { ...KEY, UPLOAD_MEMORY_BUDGET: '1GiB' },
-    [],
-    { bytes: 64 * GiB, source: 'machine' },
-  );
+  const config = loadConfig({ ...KEY, UPLOAD_MEMORY_BUDGET: '1GiB' }, [], {
+    bytes: 64 * GiB,
+    source: 'machine',
+  });
   expect(config.upload).toMatchObject({
     memoryBudget: GiB,
     memoryBudgetFrom: 'UPLOAD_MEMORY_BUDGET',
