@@ -14,6 +14,7 @@ import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { TEST_API_KEY, inspectVideo, startTestEmulator } from '../helpers/emulator';
 import { startRelayProcess } from '../helpers/process';
 import { tusUpload } from '../helpers/tus';
+import { eventually } from '../helpers/wait';
 
 const PASSWORD = `pw-${Math.random().toString(36).slice(2)}-sentinel`;
 const NAME = 'relay-primary';
@@ -108,6 +109,8 @@ test('REDIS_SENTINELS: the relay asks the Sentinel for the primary, uploads resu
     expect(relay.output()).toContain(
       `session store: redis redis://${NAME} (the primary) via Sentinels 127.0.0.1:${sentinelPort} (password hidden)`,
     );
+    // Ready once its session store is connected (readiness covers it); until then, 503s.
+    await eventually(async () => (await fetch(`${relay.url}/readyz`)).status === 200, 10_000);
     const data = randomBytesOf(11 * MiB + 5);
     const result = await tusUpload(`${relay.url}/v1/uploads`, data, {
       chunkSize: 3 * MiB,

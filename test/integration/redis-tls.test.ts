@@ -15,6 +15,7 @@ import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { TEST_API_KEY, inspectVideo, startTestEmulator } from '../helpers/emulator';
 import { startRelayProcess, type RelayProcess } from '../helpers/process';
 import { tusUpload } from '../helpers/tus';
+import { eventually } from '../helpers/wait';
 
 const PASSWORD = `pw-${Math.random().toString(36).slice(2)}-redis-tls`;
 
@@ -109,6 +110,8 @@ test('rediss:// with REDIS_CA_FILE: sessions live in the TLS Redis, the upload i
     expect(relay.output()).toContain(
       `session store: redis rediss://localhost:${port} (password hidden, CA from ${pki.caFile})`,
     );
+    // Ready once its session store is connected (readiness covers it); until then, 503s.
+    await eventually(async () => (await fetch(`${relay.url}/readyz`)).status === 200, 10_000);
     const data = randomBytesOf(11 * MiB + 7);
     // 3 MiB chunks are shorter than a part: each one's bytes wait in Redis as the tail.
     const result = await tusUpload(`${relay.url}/v1/uploads`, data, {
