@@ -134,11 +134,13 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.get('/v1/videos/:videoId', authenticate, getVideoRoute(apivideo));
   const sessions = deps.resumable?.sessions ?? new MemorySessionStore();
+  // One lock per upload, whatever the route: across replicas when the sessions are in Redis.
+  const locker = deps.resumable?.locker ?? new MemoryLocker();
   const resumable = resumableRoutes({
     ...guards,
     engine,
     sessions,
-    locker: deps.resumable?.locker ?? new MemoryLocker(),
+    locker,
     observer,
     logger,
     // tus creation starts an upload (and counts the token's use); every later request continues it.
@@ -164,6 +166,7 @@ export function createApp(deps: AppDeps): express.Express {
     tokenUploadRoutes({
       ...guards,
       tokens: uploadTokens,
+      locker,
       engine,
       observer,
       admit,
@@ -201,7 +204,7 @@ function requestLogger(logger: Logger) {
       req: (req: SerializedRequest) => ({
         id: req.id,
         method: req.method,
-        url: req.url,
+        url: loggableUrl(req.url),
         // Behind a load balancer, TRUST_PROXY makes this the client's address, not the balancer's.
         clientIp: (req.raw as express.Request).ip,
         ...(logger.isLevelEnabled('debug') ? { headers: req.headers } : {}),
@@ -291,3 +294,24 @@ const TUS_RESPONSE_HEADERS = [
   'Upload-Expires',
   'Upload-Video-Id',
 ];
+
+/** Longest URL a log line carries: a client's 16 KiB of path is not worth keeping. */
+const MAX_LOGGED_URL = 2048;
+
+/**
+ * The URL as a log line may show it: an upload token in the query (`?token=`, `?%74oken=`, any
+ * encoding the query parser decodes) is replaced, and the whole is bounded.
+ */
+export function loggableUrl(url: string): string {
+  const q = url.indexOf('?');
+  let safe = url;
+  if (q >= 0) {
+    const params = new URLSearchParams(url.slice(q + 1));
+    const secret = [...params.keys()].filter((k) => k.toLowerCase() === 'token');
+    if (secret.length > 0) {
+      for (const key of secret) params.set(key, '[redacted]');
+      safe = `${url.slice(0, q)}?${params.toString()}`;
+    }
+  }
+  return safe.length > MAX_LOGGED_URL ? `${safe.slice(0, MAX_LOGGED_URL)}…` : safe;
+}

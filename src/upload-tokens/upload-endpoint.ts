@@ -20,6 +20,7 @@ import { titleFromFilename, type UploadTarget } from '../upload/video-fields';
 import { apiVideoProblemHandler } from './apivideo-problem';
 import { bindTokenFields, uploadGrant, type UploadTokenGrant } from './bind';
 import { RangeProblem, parseChunkRange, planPart, type ChunkRange } from './chunk-range';
+import type { UploadLocker } from '../resumable/upload-lock';
 import { receiveChunk, type ChunkForm } from './chunk-intake';
 import type { TokenUpload } from './store';
 import type { UploadTokens } from './tokens';
@@ -29,6 +30,8 @@ export const TOKEN_UPLOAD_PATH = '/upload';
 
 export interface TokenUploadDeps extends GuardDeps {
   tokens: UploadTokens;
+  /** One chunk at a time per token: the same lock resumable uploads take (across replicas). */
+  locker: UploadLocker;
   engine: UploadEngine;
   observer: UploadObserver;
   /** The admission every upload route shares (UPLOAD_MAX_CONCURRENT, per client, draining). */
@@ -187,8 +190,26 @@ async function wholeFile(c: Chunk): Promise<Video> {
   }
 }
 
-/** One chunk of a chunked upload: one part at api.video, into the video this token created. */
+/**
+ * One chunk at a time per token: the upload's state (what is acknowledged, how many bytes) is read
+ * and saved under the lock, so parallel chunks can neither pass the size limit together nor
+ * overwrite each other's progress. api.video's uploaders send chunks one after the other anyway.
+ */
 async function oneChunk(c: Chunk): Promise<Video> {
+  const lock = await c.deps.locker.acquire(
+    `token-upload:${c.hash}`,
+    AbortSignal.any([c.signal, AbortSignal.timeout(10_000)]),
+    () => undefined,
+  );
+  try {
+    return await oneChunkLocked({ ...c, signal: AbortSignal.any([c.signal, lock.lost]) });
+  } finally {
+    await lock.release();
+  }
+}
+
+/** One chunk of a chunked upload: one part at api.video, into the video this token created. */
+async function oneChunkLocked(c: Chunk): Promise<Video> {
   const { deps, grant, hash, form, range } = c;
   const store = deps.tokens.store;
   const found = await uploadFor(c);

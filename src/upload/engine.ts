@@ -47,6 +47,11 @@ export interface UploadState {
   nextPart: number;
   /** Bytes of the acknowledged parts 1 .. nextPart-1. */
   ackedBytes: number;
+  /**
+   * Parts the client cut itself (api.video's chunked protocol): number → bytes, as acknowledged.
+   * A retried chunk replaces its part, it is never counted twice.
+   */
+  clientParts?: Record<number, number>;
   retries: number;
 }
 
@@ -245,6 +250,19 @@ export class UploadEngine {
     logger: Logger;
   }): Promise<{ video: Video; bytes: number }> {
     const { state } = request;
+    const parts = (state.clientParts ??= {});
+    // The last part completes the video at api.video: it goes only after every earlier part is
+    // acknowledged, whatever order the client sends its chunks in.
+    if (request.isLast) {
+      const missing = Array.from({ length: request.part - 1 }, (_, i) => i + 1).filter(
+        (n) => parts[n] === undefined,
+      );
+      if (missing.length > 0)
+        throw new RelayError(
+          'upload_chunk_invalid',
+          `The last chunk came before part ${missing[0]} was acknowledged: send the missing chunks first.`,
+        );
+    }
     if (state.videoId === undefined) {
       const container = await openContainer(
         this.deps.client,
@@ -297,8 +315,12 @@ export class UploadEngine {
     }
     const seconds = (performance.now() - started) / 1000;
     observer.partAcknowledged(bytes, seconds);
-    state.ackedBytes += bytes;
-    state.nextPart = Math.max(state.nextPart, request.part + 1);
+    parts[request.part] = bytes;
+    // Distinct parts only: a chunk sent again (its answer was lost) is not more bytes.
+    state.ackedBytes = Object.values(parts).reduce((sum, n) => sum + n, 0);
+    let next = 1;
+    while (parts[next] !== undefined) next += 1;
+    state.nextPart = next;
     request.logger.debug(
       { videoId: state.videoId, part: request.part, bytes, isLast: request.isLast, seconds },
       'part acknowledged',
