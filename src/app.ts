@@ -8,6 +8,7 @@ import { pinoHttp } from 'pino-http';
 import type { ApiVideoClient } from './apivideo/client';
 import type { Config } from './config';
 import { clientAuth, metricsAuth } from './http/client-auth';
+import { bodyDeadline } from './http/body-deadline';
 import { healthRoutes, type Readiness } from './http/health';
 import { problemHandler, routeNotFound } from './http/problem';
 import { queryLimit } from './http/query-limit';
@@ -79,6 +80,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(requestLogger(logger));
   app.use(securityHeaders());
   app.use(queryLimit);
+  app.use(bodyDeadline(config.headersTimeoutMs));
   if (config.http.corsOrigins.length > 0) app.use(corsFor(config.http.corsOrigins));
   app.get('/openapi.json', (_req, res) => void res.json(openapi));
   // Every problem's `type` points here, so it is served whatever RELAY_DEMO_PAGE says.

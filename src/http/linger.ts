@@ -13,7 +13,12 @@ export const LINGER = { ms: 5_000, bytes: 32 * 1024 * 1024 };
  * and a count started after that sees nothing while the client pushes gigabytes.
  */
 export function lingerOnUnreadBody(req: Request, res: Response): void {
-  if (req.complete || req.method === 'GET' || req.method === 'HEAD') return;
+  // A GET or HEAD usually has no body; one that declares a body is drained and bounded too.
+  const declared =
+    req.headers['content-length'] !== undefined
+      ? req.headers['content-length'] !== '0'
+      : req.headers['transfer-encoding'] !== undefined;
+  if (req.complete || !declared) return;
   let drained = 0;
   let timer: NodeJS.Timeout | undefined;
   const cut = () => req.socket.destroy();
