@@ -272,15 +272,11 @@ export function resumableRoutes(deps: ResumableDeps): {
         checkSize(declared);
         session.length = declared;
       }
-      if (session.tailBytes > 0 || hasBody(req)) {
-        const held = await sessions.heldBytes();
-        if (held >= deps.maxStoredBytes)
-          throw new RelayError(
-            'session_store_full',
-            'The relay holds as many resumable bytes as it may; retry shortly.',
-            { headers: { 'Retry-After': '30' } },
-          );
-      }
+      // Room left in the session store, all uploads together. A full store refuses nobody up
+      // front: bytes that go straight to api.video as parts need none, and what cannot be kept
+      // is simply not counted (the client sends it again), so one client filling the store
+      // cannot stop everyone else's uploads.
+      const room = Math.max(0, deps.maxStoredBytes - (await sessions.heldBytes()));
       continueIfExpected(req, res);
       // Our own stream over the body: stopping it must not destroy the socket we answer on.
       const file = req.pipe(new PassThrough());
@@ -321,10 +317,14 @@ export function resumableRoutes(deps: ResumableDeps): {
         return void res.status(status).end();
       }
       if (lock.lost.aborted) throw lock.lost.reason;
-      await keepTail(session, result.tail, tailBefore);
-      if (result.kind === 'paused') {
+      const dropped = await keepTail(session, result.tail, tailBefore, room);
+      if (result.kind === 'paused' && dropped === 0) {
         describe(res, session);
         return void res.status(status).end();
+      }
+      if (result.kind === 'paused') {
+        res.setHeader('Upload-Offset', String(offsetOf(session)));
+        throw storeFull();
       }
       const { error } = result;
       deps.observer.interrupted('resumable', error.code);
@@ -347,14 +347,27 @@ export function resumableRoutes(deps: ResumableDeps): {
   }
 
   /** Saves what the engine says to keep; the record's offset then counts exactly those bytes. */
-  async function keepTail(session: UploadSession, tail: TailChange, tailBefore: number) {
-    const write: TailWrite =
-      tail.kind === 'append'
-        ? { kind: 'append', chunks: tail.chunks }
-        : { kind: 'replace', chunks: tail.chunks };
+  /**
+   * Saves what the engine says to keep, within the store's room; the record's offset then counts
+   * exactly the bytes kept. Returns how many bytes did not fit (the client sends them again).
+   */
+  async function keepTail(
+    session: UploadSession,
+    tail: TailChange,
+    tailBefore: number,
+    room: number,
+  ): Promise<number> {
     const current = session.tailBytes;
-    session.tailBytes = tail.kind === 'append' ? tailBefore + tail.bytes : tail.bytes;
+    const wanted = tail.kind === 'append' ? tailBefore + tail.bytes : tail.bytes;
+    const fits = Math.min(wanted, Math.max(current, tailBefore) + room);
+    const dropped = wanted - fits;
+    const keep = tail.bytes - dropped;
+    const chunks = truncateChunks(tail.chunks, keep);
+    const write: TailWrite =
+      tail.kind === 'append' ? { kind: 'append', chunks } : { kind: 'replace', chunks };
+    session.tailBytes = fits;
     await sessions.save(session, write, current);
+    return dropped;
   }
 
   const terminate: RequestHandler = async (req, res) => {
@@ -436,6 +449,25 @@ export function resumableRoutes(deps: ResumableDeps): {
   router.delete(`${UPLOADS_PATH}/:id`, deps.authenticate, terminate);
   router.all([UPLOADS_PATH, `${UPLOADS_PATH}/*rest`], catchAll);
   return { router, sweepExpired };
+}
+
+function storeFull(): RelayError {
+  return new RelayError(
+    'session_store_full',
+    'The relay holds as many resumable bytes as it may: what did not fit is not counted; send it again shortly.',
+    { headers: { 'Retry-After': '30' } },
+  );
+}
+
+function truncateChunks(chunks: Buffer[], bytes: number): Buffer[] {
+  const kept: Buffer[] = [];
+  let left = bytes;
+  for (const chunk of chunks) {
+    if (left <= 0) break;
+    kept.push(chunk.length <= left ? chunk : chunk.subarray(0, left));
+    left -= chunk.length;
+  }
+  return kept;
 }
 
 function hasBody(req: Request): boolean {

@@ -126,18 +126,25 @@ describe('limits', () => {
     });
   });
 
-  test('UPLOAD_SESSION_STORE_MAX_BYTES: once the tails hold that much, PATCHes wait with 503 session_store_full', async () => {
+  test('UPLOAD_SESSION_STORE_MAX_BYTES: what does not fit is not counted (503 session_store_full with the offset), and a full store blocks no upload that needs none of it', async () => {
     await withRelay({ UPLOAD_SESSION_STORE_MAX_BYTES: '5MiB' }, async ({ relay }) => {
       const a = await createUpload(relay.url, 20 * MiB);
-      const b = await createUpload(relay.url, 20 * MiB);
+      const b = await createUpload(relay.url, 20 * MiB, TOKEN_B);
       expect((await patch(relay.url, a, 0, randomBytesOf(3 * MiB))).status).toBe(204);
-      expect((await patch(relay.url, b, 0, randomBytesOf(3 * MiB))).status).toBe(204);
-      const full = await patch(relay.url, a, 3 * MiB, randomBytesOf(MiB));
+      const full = await patch(relay.url, b, 0, randomBytesOf(3 * MiB), TOKEN_B);
       expect(full.status).toBe(503);
       expect(full.headers['retry-after']).toBeDefined();
       expect(JSON.parse(full.body)).toMatchObject({ code: 'session_store_full' });
-      // Nothing was lost: ending one upload frees its bytes, and the other goes on.
-      expect((await request(relay.url).delete(b).set(auth(TOKEN_A)).set(TUS)).status).toBe(204);
+      // 2 MiB fitted and count; the rest is sent again later.
+      expect(full.offset).toBe(String(2 * MiB));
+      expect((await headOffset(relay.url, b, TOKEN_B)).offset).toBe(2 * MiB);
+      // Another client's whole upload goes straight to api.video: the full store stops nobody.
+      const small = await createUpload(relay.url, 1000, TOKEN_B);
+      const done = await patch(relay.url, small, 0, randomBytesOf(1000), TOKEN_B);
+      expect(done.status).toBe(204);
+      expect(done.headers['upload-video-id']).toMatch(/^vi/);
+      // Ending an upload frees its bytes, and the other goes on.
+      expect((await request(relay.url).delete(b).set(auth(TOKEN_B)).set(TUS)).status).toBe(204);
       expect((await patch(relay.url, a, 3 * MiB, randomBytesOf(MiB))).status).toBe(204);
     });
   });
