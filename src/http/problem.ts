@@ -38,6 +38,9 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
 /** Errors Express or its parsers raise carry a status; anything else is ours to hide. */
 function fromExpress(err: unknown): RelayError {
   const status = (err as { status?: unknown })?.status;
+  if (status === 413 || (err as { type?: unknown })?.type === 'entity.too.large') {
+    return new RelayError('body_too_large', 'The request body is larger than this route takes.');
+  }
   if (status === 400 || (err as { type?: unknown })?.type === 'entity.parse.failed') {
     return new RelayError('invalid_request', 'The request could not be read.');
   }

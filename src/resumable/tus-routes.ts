@@ -184,9 +184,9 @@ export function resumableRoutes(deps: ResumableDeps): {
     );
     res.setHeader('Location', `${UPLOADS_PATH}/${session.id}`);
     res.setHeader('Upload-Expires', new Date(session.expiresAt).toUTCString());
+    // A body sent chunked (no Content-Length) is an upload too.
     const withUpload =
-      header(req, 'content-type')?.toLowerCase().startsWith(OFFSET_STREAM) &&
-      (header(req, 'content-length') ?? '0') !== '0';
+      header(req, 'content-type')?.toLowerCase().startsWith(OFFSET_STREAM) && hasBody(req);
     if (!withUpload) return void res.status(201).end();
     await write(req, res, session.id, 0, 201);
   };

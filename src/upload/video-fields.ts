@@ -10,6 +10,11 @@ export type UploadTarget =
   { kind: 'create'; payload: VideoCreationPayload } | { kind: 'existing'; videoId: string };
 
 const MAX_TEXT = 4096;
+/** As upload tokens bound them: a tus metadata `tags` list is otherwise unbounded. */
+const MAX_TAGS = 32;
+const MAX_TAG = 256;
+/** api.video's player ids: `pt` and letters or digits. */
+const PLAYER_ID = /^pt[0-9A-Za-z]{1,40}$/;
 
 export function fieldValuesFromQuery(query: Record<string, unknown>): FieldValues {
   const values: FieldValues = new Map();
@@ -47,8 +52,16 @@ export function uploadTarget(fields: FieldValues, filename: string | undefined):
   const isPublic = one('public');
   if (isPublic !== undefined) payload.public = parseBoolean(isPublic);
   const playerId = one('playerId');
-  if (playerId !== undefined) payload.playerId = playerId;
+  if (playerId !== undefined) {
+    if (!PLAYER_ID.test(playerId))
+      throw new RelayError('invalid_field', '"playerId" is not an api.video player id.');
+    payload.playerId = playerId;
+  }
   const tags = fields.get('tags');
+  if (tags && tags.length > MAX_TAGS)
+    throw new RelayError('invalid_field', `At most ${MAX_TAGS} tags, got ${tags.length}.`);
+  if (tags?.some((t) => t.length > MAX_TAG))
+    throw new RelayError('invalid_field', `A tag is at most ${MAX_TAG} characters.`);
   if (tags && tags.length > 0) payload.tags = tags;
   const metadata = one('metadata');
   if (metadata !== undefined) payload.metadata = parseMetadata(metadata);
