@@ -3,6 +3,7 @@
  * 500 with a stack in the logs), a chunked creation-with-upload (its bytes were dropped), tus
  * metadata with thousands of tags or a path in `playerId`.
  */
+import { connect } from 'node:net';
 import request from 'supertest';
 import { request as undici } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
@@ -80,3 +81,44 @@ test.each([
   expect(res.body).toMatchObject({ code: 'invalid_field' });
   expect(emulator.videos.all().length).toBe(before);
 });
+
+/** Sends raw bytes, reads the whole answer until the server closes. */
+function rawExchange(text: string): Promise<string> {
+  const { port } = new URL(relay.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    socket.on('close', () => resolve(answer));
+    socket.on('error', reject);
+    socket.end(text);
+  });
+}
+
+test.each([
+  [
+    'headers over 16 KiB',
+    `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    431,
+    'headers_too_large',
+  ],
+  [
+    'a Content-Length that is not a number',
+    'POST /v1/videos HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n',
+    400,
+    'invalid_request',
+  ],
+])(
+  '%s: problem+json with a request id, not Node’s bare line',
+  async (_what, text, status, code) => {
+    const answer = await rawExchange(text);
+    expect(answer).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+    expect(answer).toMatch(/content-type: application\/problem\+json/i);
+    const id = /x-request-id: (\S+)/i.exec(answer)?.[1];
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<
+      string,
+      unknown
+    >;
+    expect(body).toMatchObject({ status, code, requestId: id });
+  },
+);
