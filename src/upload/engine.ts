@@ -16,8 +16,7 @@ import type {
   UploadOutcome,
   UploadRoute,
 } from './outcome';
-import type { Part } from './part-cutter';
-import { PartQueue } from './part-queue';
+import { PartQueue, type Part } from './part-queue';
 import { BlockPool } from './block-pool';
 import { BudgetedCutter, type HeldPart } from './budgeted-cutter';
 import { MemoryBudget, type BudgetAccount, type Reservation } from './memory-budget';

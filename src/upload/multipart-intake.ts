@@ -9,10 +9,19 @@ export interface FormLimits {
   fieldSize: number;
 }
 
-export interface MultipartFile {
+/** What a route accepts of a form; the parsing, limits and one-file rule are shared. */
+export interface FormRules {
+  /** A file field by this name: undefined to take it, or why the form is refused. */
+  file(name: string): RelayError | undefined;
+  /** A text field, before or after the file: undefined to go on, or why the form is refused. */
+  field(name: string, value: string, afterFile: boolean): RelayError | undefined;
+  /** The form ended without a file. */
+  noFile(): RelayError;
+}
+
+export interface FormFile {
   stream: Readable;
   filename: string | undefined;
-  fields: FieldValues;
   /** Resolves when the whole form is parsed; rejects at the form's first broken rule. */
   complete: Promise<void>;
   /** Stops parsing: the request body is no longer read into the form. */
@@ -20,17 +29,20 @@ export interface MultipartFile {
 }
 
 /**
- * Reads a multipart form up to its file field. Text fields must come first: the container is
- * created from them as soon as the file's first byte arrives.
+ * Reads a multipart form up to its one file, streaming the file as it arrives. Resolves at the
+ * file (or rejects before it); what breaks the form after the file rejects `complete`.
  */
-export function receiveMultipart(req: IncomingMessage, limits: FormLimits): Promise<MultipartFile> {
+export function readForm(
+  req: IncomingMessage,
+  limits: FormLimits,
+  rules: FormRules,
+): Promise<FormFile> {
   let parser: busboy.Busboy;
   try {
     parser = busboy({ headers: req.headers, limits: { ...limits, parts: limits.fields + 2 } });
   } catch (err) {
     return Promise.reject(new RelayError('malformed_multipart', (err as Error).message));
   }
-  const fields: FieldValues = new Map();
   let fileSeen = false;
   let settleComplete!: (err?: RelayError) => void;
   const complete = new Promise<void>((resolve, reject) => {
@@ -42,20 +54,13 @@ export function receiveMultipart(req: IncomingMessage, limits: FormLimits): Prom
     parser.removeAllListeners('file').removeAllListeners('field');
   };
 
-  return new Promise<MultipartFile>((resolve, reject) => {
+  return new Promise<FormFile>((resolve, reject) => {
     const fail = (err: RelayError) => {
       stop();
       if (fileSeen) settleComplete(err);
       else reject(err);
     };
     parser.on('field', (name, value, info) => {
-      if (fileSeen)
-        return fail(
-          new RelayError(
-            'field_after_file',
-            `The field "${name}" came after the file; send text fields first.`,
-          ),
-        );
       if (info.valueTruncated)
         return fail(
           new RelayError(
@@ -63,29 +68,22 @@ export function receiveMultipart(req: IncomingMessage, limits: FormLimits): Prom
             `The field "${name}" is longer than ${limits.fieldSize} bytes.`,
           ),
         );
-      fields.set(name, [...(fields.get(name) ?? []), value]);
+      const refused = rules.field(name, value, fileSeen);
+      if (refused) fail(refused);
     });
     parser.on('file', (name, stream, info) => {
-      if (fileSeen) {
-        stream.resume();
-        return fail(
-          new RelayError(
+      const refused = fileSeen
+        ? new RelayError(
             'too_many_files',
             'The form has more than one file; send one file per request.',
-          ),
-        );
-      }
-      if (name !== 'file') {
+          )
+        : rules.file(name);
+      if (refused) {
         stream.resume();
-        return fail(
-          new RelayError(
-            'file_missing',
-            `The file must be in a field named "file", not "${name}".`,
-          ),
-        );
+        return fail(refused);
       }
       fileSeen = true;
-      resolve({ stream, filename: info.filename, fields, complete, stop });
+      resolve({ stream, filename: info.filename, complete, stop });
     });
     parser.on('fieldsLimit', () =>
       fail(new RelayError('too_many_fields', `The form has more than ${limits.fields} fields.`)),
@@ -96,10 +94,44 @@ export function receiveMultipart(req: IncomingMessage, limits: FormLimits): Prom
       ),
     );
     parser.on('close', () => {
-      if (!fileSeen)
-        reject(new RelayError('file_missing', 'The form has no file field named "file".'));
+      if (!fileSeen) reject(rules.noFile());
       settleComplete();
     });
     req.pipe(parser);
   });
+}
+
+export interface MultipartFile extends FormFile {
+  fields: FieldValues;
+}
+
+/**
+ * `POST /v1/videos`' form: text fields first (the container is created from them as soon as the
+ * file's first byte arrives), then one file field named `file`.
+ */
+export async function receiveMultipart(
+  req: IncomingMessage,
+  limits: FormLimits,
+): Promise<MultipartFile> {
+  const fields: FieldValues = new Map();
+  const form = await readForm(req, limits, {
+    file: (name) =>
+      name === 'file'
+        ? undefined
+        : new RelayError(
+            'file_missing',
+            `The file must be in a field named "file", not "${name}".`,
+          ),
+    field: (name, value, afterFile) => {
+      if (afterFile)
+        return new RelayError(
+          'field_after_file',
+          `The field "${name}" came after the file; send text fields first.`,
+        );
+      fields.set(name, [...(fields.get(name) ?? []), value]);
+      return undefined;
+    },
+    noFile: () => new RelayError('file_missing', 'The form has no file field named "file".'),
+  });
+  return { ...form, fields };
 }

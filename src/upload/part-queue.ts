@@ -1,4 +1,9 @@
-import type { Part } from './part-cutter';
+/** A part as the engine sends it: its bytes as a list of buffers, never joined into one. */
+export interface Part {
+  number: number;
+  chunks: Buffer[];
+  size: number;
+}
 
 export type SendPart<T> = (part: Part, isLast: boolean) => Promise<T>;
 

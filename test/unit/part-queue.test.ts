@@ -1,5 +1,5 @@
 import { PartQueue } from '../../src/upload/part-queue';
-import type { Part } from '../../src/upload/part-cutter';
+import type { Part } from '../../src/upload/part-queue';
 
 const part = (number: number): Part => ({ number, chunks: [], size: 0 });
 
