@@ -17,7 +17,7 @@ import type {
   UploadRoute,
 } from './outcome';
 import { PartQueue, type Part } from './part-queue';
-import { BlockPool } from './block-pool';
+import { BlockPool, DEFAULT_BLOCK_SIZE } from './block-pool';
 import { BudgetedCutter, type HeldPart } from './budgeted-cutter';
 import { MemoryBudget, type BudgetAccount, type Reservation } from './memory-budget';
 import { PartSizer } from './part-size';
@@ -199,7 +199,7 @@ export class UploadEngine {
       deps.settings.partBuffering === 'pooled'
         ? {
             budget: this.budget,
-            pool: new BlockPool(256 * 1024, keep),
+            pool: new BlockPool(DEFAULT_BLOCK_SIZE, keep),
             largePool: new BlockPool(1024 * 1024, keep),
           }
         : { budget: this.budget, pool: undefined, largePool: undefined };
