@@ -16,6 +16,12 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
+# glibc gives the top of its heap back to the kernel whenever 128 KiB there is free. The relay keeps
+# its part buffers in a pool and never frees them, so nothing raises that threshold (glibc does so
+# on its own only when a large buffer is freed), and Node's 64 KiB socket reads then make the heap
+# shrink and grow again all the time: 2.7 times the page faults and a third less throughput on one
+# fast upload (docs/performance-notes.md). 32 MiB is the ceiling glibc's own adjustment reaches.
+ENV MALLOC_TRIM_THRESHOLD_=33554432
 WORKDIR /app
 COPY --from=build --chown=node:node /app/package.json ./package.json
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
