@@ -152,16 +152,20 @@ export async function uploadForm(url, size, { bytesPerSecond } = {}) {
 /**
  * Polls the relay's /metrics every 500 ms for the memory budget's own accounting; `stop()` gives
  * the peak bytes reserved and buffered (null for a build without those gauges), so RSS can be
- * compared with what the relay knows it holds.
+ * compared with what the relay knows it holds. `breakdown` splits the busiest scrape (the most
+ * Buffer and V8 heap memory) into what the relay held, other buffers, V8's heap and the rest (sockets, the allocator), each
+ * as growth over the first scrape: where RSS above the budget comes from.
  */
 export function budgetSampler(url) {
-  const peak = { reserved: null, buffered: null, waiting: null };
+  const peak = { reserved: null, buffered: null, waiting: null, breakdown: null };
   const read = (text, name) => {
     const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
     return m ? Number(m[1]) : null;
   };
+  let idle = null;
+  let highest = null;
   let busy = false;
-  const timer = setInterval(async () => {
+  const scrape = async () => {
     if (busy) return;
     busy = true;
     try {
@@ -175,13 +179,43 @@ export function budgetSampler(url) {
         const v = read(text, name);
         if (v !== null) peak[key] = Math.max(peak[key] ?? 0, v);
       }
+      const now = {
+        rss: read(text, 'process_resident_memory_bytes'),
+        held: read(text, 'relay_bytes_buffered'),
+        buffers: read(text, 'nodejs_external_memory_bytes'),
+        heap: read(text, 'nodejs_heap_size_total_bytes'),
+      };
+      if (Object.values(now).some((v) => v === null)) return;
+      idle ??= now;
+      // RSS rarely shrinks, so its highest scrape can come long after the busiest moment.
+      if (!highest || now.buffers + now.heap > highest.buffers + highest.heap) highest = now;
     } catch {
       /* a scrape that fails under load is skipped */
     } finally {
       busy = false;
     }
-  }, 500);
-  return { stop: () => (clearInterval(timer), peak) };
+  };
+  void scrape();
+  const timer = setInterval(scrape, 500);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      if (idle && highest && highest !== idle) {
+        const held = highest.held - idle.held;
+        peak.breakdown = {
+          rss: highest.rss - idle.rss,
+          held,
+          // External memory is every Buffer's bytes: the blocks holding parts, blocks kept idle
+          // for reuse, the socket reads not yet collected.
+          otherBuffers: highest.buffers - idle.buffers - held,
+          heap: highest.heap - idle.heap,
+        };
+        peak.breakdown.rest =
+          peak.breakdown.rss - held - peak.breakdown.otherBuffers - peak.breakdown.heap;
+      }
+      return peak;
+    },
+  };
 }
 
 export async function sinkRecord(sinkUrl, videoId) {

@@ -3,7 +3,7 @@
 // Every variant runs as its own process on loopback; rounds are interleaved so machine noise hits
 // all variants alike. Results: docs/benchmarks.md, docs/benchmarks.json, docs/benchmarks.svg
 // (with --quick, under bench/.work/ instead, so CI does not rewrite the committed results).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import process from 'node:process';
 import {
@@ -36,8 +36,19 @@ const outDir = quick || argv.includes('--only') ? join(ROOT, 'bench/.work') : jo
 const grid = quick ? [[16, 2]] : [5, 16, 64].flatMap((p) => [1, 2, 4].map((c) => [p, c]));
 const script = (name) => join(ROOT, name);
 
+/**
+ * The allocator settings the image runs with (`ENV MALLOC_…` in the Dockerfile), read from there so
+ * the bench measures what ships: every server process gets them, the baseline build's too.
+ */
+const IMAGE_ENV = Object.fromEntries(
+  [...readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (MALLOC_\w+)=(\S+)$/gm)].map(
+    (m) => [m[1], m[2]],
+  ),
+);
+
 function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled', extra = {}) {
   return {
+    ...IMAGE_ENV,
     NODE_ENV: 'production',
     RELAY_ALLOW_ANONYMOUS: 'true',
     APIVIDEO_API_KEY: 'bench-key',
@@ -103,6 +114,7 @@ async function measure(
       peakReserved: accounted.reserved ?? null,
       peakBuffered: accounted.buffered ?? null,
       peakWaiting: accounted.waiting ?? null,
+      breakdown: accounted.breakdown ?? null,
       rssGrowthPerUpload: (peakRss - idleRss) / uploads.length,
     };
   } finally {
@@ -182,17 +194,29 @@ async function main() {
   // --baseline <dir>: another build of the relay (e.g. main, `git archive main | tar -x`, built
   // there) run in the same rounds, so "no worse than main" is a ratio within one run.
   const baseline = option('baseline', null);
+  const baselineRelay = () =>
+    startProcess(join(baseline, 'dist/main.js'), relayEnv(fast.url, 16, 2));
   const baselineVariant = baseline
     ? [
         {
           name: 'baseline relay 16 MiB × 2 (--baseline build, its defaults)',
           kind: 'baseline',
           run: () =>
-            measure(
-              'baseline',
-              () => startProcess(join(baseline, 'dist/main.js'), relayEnv(fast.url, 16, 2)),
-              { sink: fast, uploads: [size], verify: sinkCheck(fast) },
-            ),
+            measure('baseline', baselineRelay, {
+              sink: fast,
+              uploads: [size],
+              verify: sinkCheck(fast),
+            }),
+        },
+        {
+          name: `baseline concurrent 8 × ${concurrentEach / MiB} MiB (--baseline build)`,
+          kind: 'baseline-concurrent',
+          run: () =>
+            measure('baseline concurrent', baselineRelay, {
+              sink: fast,
+              uploads: Array(8).fill(concurrentEach),
+              verify: sinkCheck(fast),
+            }),
         },
       ]
     : [];
@@ -202,7 +226,7 @@ async function main() {
       name: 'floor (busboy drain)',
       kind: 'floor',
       run: () =>
-        measure('floor', () => startProcess(script('bench/floor.mjs')), {
+        measure('floor', () => startProcess(script('bench/floor.mjs'), IMAGE_ENV), {
           uploads: [size],
           verify: async (a, b) => {
             if (a.body.bytes !== b) throw new Error('floor lost bytes');
@@ -231,15 +255,42 @@ async function main() {
           verify: sinkCheck(fast),
         }),
     },
+    // What the image's allocator setting is worth: the same relay with glibc's defaults.
+    ...(Object.keys(IMAGE_ENV).length > 0
+      ? [
+          {
+            name: `relay 16 MiB × 2, without the image's ${Object.keys(IMAGE_ENV).join(', ')}`,
+            kind: 'relay-glibc-default',
+            run: () =>
+              measure(
+                'relay glibc default',
+                () => {
+                  const env = relayEnv(fast.url, 16, 2);
+                  for (const key of Object.keys(IMAGE_ENV)) delete env[key];
+                  return startProcess(script('dist/main.js'), env);
+                },
+                {
+                  sink: fast,
+                  uploads: [size],
+                  verify: sinkCheck(fast),
+                },
+              ),
+          },
+        ]
+      : []),
     {
       name: 'naive (multer + official client)',
       kind: 'naive',
       run: () =>
-        measure('naive', () => startProcess(script('bench/naive.mjs'), { SINK_URL: fast.url }), {
-          sink: fast,
-          uploads: [size],
-          verify: sinkCheck(fast),
-        }),
+        measure(
+          'naive',
+          () => startProcess(script('bench/naive.mjs'), { ...IMAGE_ENV, SINK_URL: fast.url }),
+          {
+            sink: fast,
+            uploads: [size],
+            verify: sinkCheck(fast),
+          },
+        ),
     },
     {
       name: `concurrent 8 × ${concurrentEach / MiB} MiB`,
@@ -305,6 +356,7 @@ async function main() {
     size,
     rounds,
     quick,
+    imageEnv: IMAGE_ENV,
   };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(
