@@ -215,7 +215,7 @@ function breakdownTable(many) {
   });
   if (rows.length === 0) return [];
   return [
-    "Where RSS growth went, at the relay's busiest scrape of its own /metrics (the most Buffer and V8 heap memory in use; the round with the median growth; per upload in brackets): the file bytes held, other Buffers (pooled blocks kept idle or partly filled, socket reads not yet collected), V8's heap, and the rest (sockets, parsers, the allocator's free memory).",
+    "Where RSS growth went, at the relay's busiest scrape of its own /metrics (the most Buffer and V8 heap memory in use; the round with the median growth; per upload in brackets): the file bytes held, other Buffers (pooled blocks kept idle or partly filled, socket reads not yet collected), V8's heap, and the rest (sockets, parsers, the allocator's free memory; it can come out negative, as a Buffer's pages not yet written count in its size but not in RSS).",
     '',
     '| variant | RSS growth at that scrape | file bytes held | other Buffers | V8 heap | the rest |',
     '|---|---|---|---|---|---|',
