@@ -4,10 +4,12 @@
  * up front), the client's chunks die young (cheap for the GC, and no long-lived small pieces of
  * half-freed read buffers pinning the heap), and a fast client copies into warm, reused memory.
  *
- * 64 KiB, one socket read: an open part costs half a block on average beyond the bytes received,
- * 32 KiB rather than the 128 KiB of 256 KiB blocks (a few tens of MiB with 1000 slow uploads).
+ * 256 KiB, above glibc's 128 KiB mmap threshold: each block is its own mapping, so a block the pool
+ * lets go returns to the kernel once collected. 64 KiB blocks (less rounding per open part) came
+ * from the main heap instead, and RSS stayed up after a burst (500 MiB of them freed: 547 MiB
+ * resident against 44 MiB with 256 KiB blocks), for a gain inside the runs' spread.
  */
-export const DEFAULT_BLOCK_SIZE = 64 * 1024;
+export const DEFAULT_BLOCK_SIZE = 256 * 1024;
 
 export class BlockPool {
   private readonly free: Buffer[] = [];

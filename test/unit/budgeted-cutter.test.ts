@@ -2,7 +2,7 @@
  * The budgeted cutter: parts of adaptive sizes, each in room reserved before its first byte, and
  * the order that keeps many uploads on a small budget free of deadlock.
  */
-import { BlockPool } from '../../src/upload/block-pool';
+import { BlockPool, DEFAULT_BLOCK_SIZE } from '../../src/upload/block-pool';
 import { BudgetedCutter, type HeldPart } from '../../src/upload/budgeted-cutter';
 import { MemoryBudget } from '../../src/upload/memory-budget';
 import { PartSizer, partRuleBroken } from '../../src/upload/part-size';
@@ -222,7 +222,7 @@ describe('many uploads, few part slots', () => {
 
 test('big parts (a fast client) use the large blocks, 5 MiB parts the small ones', async () => {
   const MiB = 1024 * 1024;
-  const small = new BlockPool(256 * 1024, 0);
+  const small = new BlockPool(DEFAULT_BLOCK_SIZE, 0);
   const large = new BlockPool(MiB, 0);
   const c = new BudgetedCutter({
     account: new MemoryBudget(1024 * MiB).account(),
@@ -237,6 +237,33 @@ test('big parts (a fast client) use the large blocks, 5 MiB parts the small ones
       chunk,
       async (p) => (blockSizes.push(p.chunks.map((b) => b.length)), p.acknowledged()),
     );
-  expect(blockSizes[0]).toEqual(Array(20).fill(256 * 1024)); // 5 MiB
+  expect(blockSizes[0]).toEqual(Array((5 * MiB) / DEFAULT_BLOCK_SIZE).fill(DEFAULT_BLOCK_SIZE));
   expect(blockSizes[1]).toEqual(Array(10).fill(MiB)); // 10 MiB
+});
+
+test('every block of an acknowledged part goes back to its pool, a part ending mid-block too', async () => {
+  const MiB = 1024 * 1024;
+  const small = new BlockPool(DEFAULT_BLOCK_SIZE, 64 * MiB);
+  const large = new BlockPool(MiB, 64 * MiB);
+  const budget = new MemoryBudget(1024 * MiB);
+  const c = new BudgetedCutter({
+    account: budget.account(),
+    sizer: new PartSizer({ max: 16 * MiB }),
+    pool: small,
+    largePool: large,
+  });
+  // Odd-sized chunks, so parts and the last one end inside a block.
+  const chunk = Buffer.alloc(100_003, 7);
+  const parts: HeldPart[] = [];
+  for (let sent = 0; sent < 40 * MiB; sent += chunk.length)
+    await c.push(chunk, async (p) => void parts.push(p));
+  parts.push(c.finish()!);
+  expect(parts.length).toBeGreaterThan(2);
+  expect(budget.held).toBe(budget.reserved);
+  for (const p of parts) p.acknowledged();
+  expect(small.freeBlocks).toBe(small.allocated);
+  expect(large.freeBlocks).toBe(large.allocated);
+  expect(small.allocated + large.allocated).toBeGreaterThan(0);
+  expect(budget.reserved).toBe(0);
+  expect(budget.held).toBe(0);
 });
