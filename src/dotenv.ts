@@ -55,3 +55,13 @@ export function dotEnvAdditions(
     if (env[name] === undefined && value !== undefined) additions[name] = value;
   return additions;
 }
+
+/**
+ * Variables the C library or Node read before any JavaScript runs: from `.env` they change nothing
+ * (the relay reads it once started). Names only, so the warning never shows a value.
+ */
+export function readBeforeStart(names: Iterable<string>): string[] {
+  return [...names].filter((name) =>
+    /^(MALLOC_\w+|GLIBC_TUNABLES|LD_PRELOAD|NODE_OPTIONS)$/.test(name),
+  );
+}

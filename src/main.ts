@@ -22,7 +22,7 @@ import {
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { Lifecycle } from './lifecycle';
-import { DotEnvError, dotEnvAdditions } from './dotenv';
+import { DotEnvError, dotEnvAdditions, readBeforeStart } from './dotenv';
 import { createLogger, prettyLogsWanted, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
@@ -41,26 +41,34 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-/** `.env` in the working directory, when there is one; real environment variables win. */
-function loadDotEnv(): void {
+/**
+ * `.env` in the working directory, when there is one; real environment variables win. Returns the
+ * names it set that only count before Node starts (MALLOC_…, NODE_OPTIONS): warned about once the
+ * logger exists.
+ */
+function loadDotEnv(): string[] {
   const path = resolve('.env');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     fail(`Cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`);
   }
   try {
-    Object.assign(process.env, dotEnvAdditions(text, process.env, path));
+    const additions = dotEnvAdditions(text, process.env, path);
+    Object.assign(process.env, additions);
+    return readBeforeStart(Object.keys(additions));
   } catch (err) {
     if (err instanceof DotEnvError) fail(err.message);
     throw err;
   }
 }
 
+let tooLateFromDotEnv: string[] = [];
+
 function readConfig(): Config {
-  loadDotEnv();
+  tooLateFromDotEnv = loadDotEnv();
   try {
     const { env, problems } = readSecretFiles(process.env, (path) => readFileSync(path, 'utf8'));
     return loadConfig(env, problems, detectSystemMemory());
@@ -211,6 +219,11 @@ async function main(): Promise<void> {
     secrets: secretsOf(config),
     pretty: prettyLogsWanted(process.stdout.isTTY, config.nodeEnv),
   });
+  if (tooLateFromDotEnv.length > 0)
+    logger.warn(
+      { event: 'dotenv_too_late', names: tooLateFromDotEnv },
+      `${tooLateFromDotEnv.join(', ')} in .env changes nothing: it is read before Node starts, so set it in the environment that starts the relay (the image sets MALLOC_TRIM_THRESHOLD_ itself)`,
+    );
   const { apiKey, baseUrl, emulator } = await upstream(config, logger);
   // One dispatcher for api.video and webhooks alike: the same proxy and CA settings.
   const dispatcher = upstreamDispatcher({ ...config.network, extraCa: extraCa(config) });

@@ -95,6 +95,32 @@ test('.env is read from the working directory, and real environment variables wi
   }
 });
 
+test('a variable read before Node starts (MALLOC_…, NODE_OPTIONS) in .env: a warning naming it, never its value', async () => {
+  writeFileSync(
+    join(dir, '.env'),
+    [
+      'MALLOC_TRIM_THRESHOLD_=33554432',
+      'NODE_OPTIONS=--secret-looking-value',
+      'UPLOAD_PART_SIZE=6MiB',
+      '',
+    ].join('\n'),
+  );
+  const relay = await start(process.execPath, [MAIN], dir, {}, LISTENING);
+  try {
+    const warning = relay
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { event?: string; names?: string[]; msg: string })
+      .find((l) => l.event === 'dotenv_too_late');
+    expect(warning?.names).toEqual(['MALLOC_TRIM_THRESHOLD_', 'NODE_OPTIONS']);
+    expect(warning?.msg).toContain('read before Node starts');
+    expect(relay.output()).not.toContain('--secret-looking-value');
+  } finally {
+    expect(await relay.stop()).toBe(0);
+  }
+});
+
 test('no .env: starts as before', async () => {
   const relay = await start(process.execPath, [MAIN], dir, {}, LISTENING);
   try {
