@@ -1,7 +1,7 @@
 // Process handling and measurement for the benchmark: spawn a server, read its CPU and RSS from /proc.
 import { spawn } from 'node:child_process';
 import { createHash, randomFillSync, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import process from 'node:process';
 import { Agent, request, setGlobalDispatcher } from 'undici';
 
@@ -152,8 +152,8 @@ export async function uploadForm(url, size, { bytesPerSecond } = {}) {
 /**
  * Polls the relay's /metrics every 500 ms for the memory budget's own accounting; `stop()` gives
  * the peak bytes reserved and buffered (null for a build without those gauges), so RSS can be
- * compared with what the relay knows it holds. `breakdown` splits the busiest scrape (the most
- * Buffer and V8 heap memory) into what the relay held, other buffers, V8's heap and the rest (sockets, the allocator), each
+ * compared with what the relay knows it holds. `breakdown` splits the scrape where the relay held
+ * the most file bytes into what it held, other buffers, V8's heap and the rest (sockets, the allocator), each
  * as growth over the first scrape: where RSS above the budget comes from.
  */
 export function budgetSampler(url) {
@@ -187,17 +187,20 @@ export function budgetSampler(url) {
       };
       if (Object.values(now).some((v) => v === null)) return;
       idle ??= now;
-      // RSS rarely shrinks, so its highest scrape can come long after the busiest moment.
-      if (!highest || now.buffers + now.heap > highest.buffers + highest.heap) highest = now;
+      // The moment the relay held the most file bytes: RSS rarely shrinks, so its highest scrape
+      // can come long after, and the most Buffers is often just after parts are let go.
+      if (!highest || now.held > highest.held) highest = now;
     } catch {
       /* a scrape that fails under load is skipped */
     } finally {
       busy = false;
     }
   };
-  void scrape();
+  // The first scrape is the idle figures: `ready` resolves once it is in (or failed, then the next).
+  const ready = scrape();
   const timer = setInterval(scrape, 500);
   return {
+    ready,
     stop: () => {
       clearInterval(timer);
       if (idle && highest && highest !== idle) {
@@ -227,3 +230,26 @@ export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+
+/**
+ * The allocator settings an image runs with: `ENV MALLOC_…=…` in its Dockerfile's final stage, read
+ * from there so the bench measures what ships. A build is measured with its own image's settings
+ * (the baseline's from its own Dockerfile); a MALLOC_ line this cannot read stops the run.
+ */
+export function imageAllocatorEnv(dockerfile) {
+  if (!existsSync(dockerfile)) return {};
+  const lines = readFileSync(dockerfile, 'utf8')
+    .replace(/\\\r?\n/g, ' ')
+    .split(/\r?\n/);
+  const finalStage = lines.slice(lines.findLastIndex((l) => /^\s*FROM\s/i.test(l)));
+  const env = {};
+  for (const line of finalStage) {
+    if (!/MALLOC_/.test(line) || /^\s*#/.test(line)) continue;
+    const m = /^\s*ENV\s+(.*)$/i.exec(line);
+    const pairs = m ? [...m[1].matchAll(/(MALLOC_\w+)=("([^"]*)"|'([^']*)'|(\S+))/g)] : [];
+    for (const p of pairs) env[p[1]] = p[3] ?? p[4] ?? p[5];
+    if (pairs.length === 0 || Object.values(env).some((v) => !/^\d+$/.test(v)))
+      throw new Error(`${dockerfile}: cannot read this allocator setting: ${line.trim()}`);
+  }
+  return env;
+}

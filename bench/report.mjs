@@ -7,11 +7,19 @@ const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
 const mib = (x) => `${(x / MiB).toFixed(0)} MiB`;
 
-/** The image's allocator settings, which every server process in the run had (bench/run.mjs). */
+/** The image's allocator settings, which the servers under test ran with (bench/run.mjs). */
 function imageEnvNote(meta) {
   const env = Object.entries(meta.imageEnv ?? {});
   if (env.length === 0) return '';
-  return ` Every server process (the baseline build's too) runs with the image's allocator setting, ${env.map(([k, v]) => `\`${k}=${v}\``).join(', ')} (see the Dockerfile).`;
+  const base = meta.baselineImageEnv;
+  const baseNote = !base
+    ? ''
+    : Object.keys(base).length === 0
+      ? ' The baseline build runs as its own image did, without it.'
+      : ` The baseline build runs with its own image's: ${Object.entries(base)
+          .map(([k, v]) => `\`${k}=${v}\``)
+          .join(', ')}.`;
+  return ` The relay, the floor and the naive server run with the image's allocator setting, ${env.map(([k, v]) => `\`${k}=${v}\``).join(', ')} (the Dockerfile's; the sinks and clients without it).${baseNote}`;
 }
 
 function targets(variants) {
@@ -215,7 +223,7 @@ function breakdownTable(many) {
   });
   if (rows.length === 0) return [];
   return [
-    "Where RSS growth went, at the relay's busiest scrape of its own /metrics (the most Buffer and V8 heap memory in use; the round with the median growth; per upload in brackets): the file bytes held, other Buffers (pooled blocks kept idle or partly filled, socket reads not yet collected), V8's heap, and the rest (sockets, parsers, the allocator's free memory; it can come out negative, as a Buffer's pages not yet written count in its size but not in RSS).",
+    "Where RSS growth went, at the relay's scrape of its own /metrics where it held the most file bytes (the round with the median growth; per upload in brackets): the file bytes held, other Buffers (pooled blocks kept idle or partly filled, blocks let go and socket reads not yet collected), V8's heap, and the rest (sockets, parsers, the allocator's free memory; it can come out negative, as a Buffer's pages not yet written count in its size but not in RSS).",
     '',
     '| variant | RSS growth at that scrape | file bytes held | other Buffers | V8 heap | the rest |',
     '|---|---|---|---|---|---|',

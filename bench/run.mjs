@@ -3,13 +3,14 @@
 // Every variant runs as its own process on loopback; rounds are interleaved so machine noise hits
 // all variants alike. Results: docs/benchmarks.md, docs/benchmarks.json, docs/benchmarks.svg
 // (with --quick, under bench/.work/ instead, so CI does not rewrite the committed results).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import process from 'node:process';
 import {
   MiB,
   budgetSampler,
   fileDigest,
+  imageAllocatorEnv,
   median,
   rssSampler,
   sinkRecord,
@@ -36,15 +37,7 @@ const outDir = quick || argv.includes('--only') ? join(ROOT, 'bench/.work') : jo
 const grid = quick ? [[16, 2]] : [5, 16, 64].flatMap((p) => [1, 2, 4].map((c) => [p, c]));
 const script = (name) => join(ROOT, name);
 
-/**
- * The allocator settings the image runs with (`ENV MALLOC_…` in the Dockerfile), read from there so
- * the bench measures what ships: every server process gets them, the baseline build's too.
- */
-const IMAGE_ENV = Object.fromEntries(
-  [...readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (MALLOC_\w+)=(\S+)$/gm)].map(
-    (m) => [m[1], m[2]],
-  ),
-);
+const IMAGE_ENV = imageAllocatorEnv(join(ROOT, 'Dockerfile'));
 
 function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled', extra = {}) {
   return {
@@ -78,11 +71,12 @@ async function measure(
     await uploadForm(server.url, MiB); // warm-up: code paths loaded, pools open
     await new Promise((r) => setTimeout(r, 300));
     const idleRss = server.rss();
+    // Only the relay has /metrics (the floor would choke on a GET); only many-client runs need it.
+    const budget = scrape ? budgetSampler(server.url) : { ready: null, stop: () => ({}) };
+    await budget.ready;
     const cpu0 = server.cpuSeconds();
     const sinkCpu0 = sink?.cpuSeconds() ?? 0;
     const sampler = rssSampler(server);
-    // Only the relay has /metrics (the floor would choke on a GET); only many-client runs need it.
-    const budget = scrape ? budgetSampler(server.url) : { stop: () => ({}) };
     const started = performance.now();
     const answers = await Promise.all(
       uploads.map(async (bytes, i) => {
@@ -194,8 +188,13 @@ async function main() {
   // --baseline <dir>: another build of the relay (e.g. main, `git archive main | tar -x`, built
   // there) run in the same rounds, so "no worse than main" is a ratio within one run.
   const baseline = option('baseline', null);
-  const baselineRelay = () =>
-    startProcess(join(baseline, 'dist/main.js'), relayEnv(fast.url, 16, 2));
+  // The baseline runs with its own image's allocator settings, not ours: shipped against shipped.
+  const baselineRelay = () => {
+    const env = relayEnv(fast.url, 16, 2);
+    for (const key of Object.keys(IMAGE_ENV)) delete env[key];
+    Object.assign(env, imageAllocatorEnv(join(baseline, 'Dockerfile')));
+    return startProcess(join(baseline, 'dist/main.js'), env);
+  };
   const baselineVariant = baseline
     ? [
         {
@@ -357,6 +356,7 @@ async function main() {
     rounds,
     quick,
     imageEnv: IMAGE_ENV,
+    baselineImageEnv: baseline ? imageAllocatorEnv(join(baseline, 'Dockerfile')) : null,
   };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(
