@@ -16,11 +16,14 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
-# glibc gives the top of its heap back to the kernel whenever 128 KiB there is free. The relay keeps
-# its part buffers in a pool and never frees them, so nothing raises that threshold (glibc does so
-# on its own only when a large buffer is freed), and Node's 64 KiB socket reads then make the heap
-# shrink and grow again all the time: 2.7 times the page faults and a third less throughput on one
-# fast upload (docs/performance-notes.md). 32 MiB is the ceiling glibc's own adjustment reaches.
+# glibc gives the top of its heap back to the kernel whenever 128 KiB there is free, and raises
+# that threshold on its own only when a large mmapped buffer is freed. The relay keeps its part
+# buffers in a pool and never frees them, so the threshold stays low, and Node's socket reads (up
+# to 64 KiB, freed in batches by the GC) make the heap shrink and grow again all the time: 2.7 times
+# the page faults and 0.7 to 0.9 times the throughput on one fast upload (docs/performance-notes.md).
+# 32 MiB is what the previous build's 16 MiB part buffers made glibc choose. Setting it also fixes
+# glibc's mmap threshold at 128 KiB, so the pool's 256 KiB and 1 MiB blocks stay mappings of their
+# own that go back to the kernel when let go.
 ENV MALLOC_TRIM_THRESHOLD_=33554432
 WORKDIR /app
 COPY --from=build --chown=node:node /app/package.json ./package.json
