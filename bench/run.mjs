@@ -200,6 +200,7 @@ async function main() {
         {
           name: 'baseline relay 16 MiB × 2 (--baseline build, its defaults)',
           kind: 'baseline',
+          pairOf: (v) => v.kind === 'relay' && v.part === 16 && v.concurrency === 2,
           run: () =>
             measure('baseline', baselineRelay, {
               sink: fast,
@@ -210,6 +211,7 @@ async function main() {
         {
           name: `baseline concurrent 8 × ${concurrentEach / MiB} MiB (--baseline build)`,
           kind: 'baseline-concurrent',
+          pairOf: (v) => v.kind === 'concurrent',
           run: () =>
             measure('baseline concurrent', baselineRelay, {
               sink: fast,
@@ -321,15 +323,31 @@ async function main() {
   const runs = new Map(variants.map((v) => [v.name, []]));
   const total = rounds * variants.length;
   let done = 0;
+  // A baseline runs right next to the variant it is compared with, first in odd rounds and second
+  // in even ones: the machine drifts over a round (the first variant after the slow-client runs
+  // found it rested), so a fixed order favoured whichever came first.
+  const order = (round) => {
+    const paired = variants.filter((p) => p.pairOf && variants.some((v) => p.pairOf(v)));
+    const alone = variants.filter((p) => p.pairOf && !paired.includes(p));
+    return [
+      ...alone,
+      ...variants
+        .filter((v) => !v.pairOf)
+        .flatMap((v) => {
+          const partners = paired.filter((p) => p.pairOf(v));
+          return round % 2 === 1 ? [...partners, v] : [v, ...partners];
+        }),
+    ];
+  };
   for (let round = 1; round <= rounds; round++) {
-    for (const v of variants) {
+    for (const v of order(round)) {
       process.stderr.write(`\r[${++done}/${total}] round ${round}: ${v.name}`.padEnd(70));
       runs.get(v.name).push(await v.run());
     }
   }
   process.stderr.write('\n');
   await Promise.all([fast.stop(), slow.stop()]);
-  const summary = variants.map(({ run: _run, ...v }) => {
+  const summary = variants.map(({ run: _run, pairOf: _pairOf, ...v }) => {
     const rs = runs.get(v.name);
     const pick = (key) => ({
       min: Math.min(...rs.map((r) => r[key])),
