@@ -65,13 +65,12 @@ function loadDotEnv(): string[] {
   }
 }
 
-let tooLateFromDotEnv: string[] = [];
-
-function readConfig(): Config {
-  tooLateFromDotEnv = loadDotEnv();
+/** The configuration, and the `.env` names that came too late to count (see loadDotEnv). */
+function readConfig(): { config: Config; tooLateFromDotEnv: string[] } {
+  const tooLateFromDotEnv = loadDotEnv();
   try {
     const { env, problems } = readSecretFiles(process.env, (path) => readFileSync(path, 'utf8'));
-    return loadConfig(env, problems, detectSystemMemory());
+    return { config: loadConfig(env, problems, detectSystemMemory()), tooLateFromDotEnv };
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -213,7 +212,7 @@ async function upstream(
 }
 
 async function main(): Promise<void> {
-  const config = readConfig();
+  const { config, tooLateFromDotEnv } = readConfig();
   const logger = createLogger({
     level: config.logLevel,
     secrets: secretsOf(config),

@@ -3,11 +3,11 @@
  * 12 MiB file, uploads it, and the emulator's SHA-256 is the file's. (docs/demo-page.png is taken
  * mid-upload by upload-page.test.ts.)
  */
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo } from '../helpers/emulator';
 import { useRelay } from '../helpers/fixture';
-import { CHROMIUM, requirePrograms } from '../helpers/prerequisites';
+import { launchChromium } from '../helpers/browser';
 
 const fixture = useRelay({
   env: { RELAY_API_TOKENS: 'browser-token-0123456789', LOG_LEVEL: 'warn' },
@@ -15,21 +15,7 @@ const fixture = useRelay({
 const emulator = () => fixture.emulator;
 let browser: Browser;
 beforeAll(async () => {
-  requirePrograms('chromium');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // The flags a closed network needs: no background calls home, no sandbox as root.
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

@@ -5,16 +5,12 @@
  * part (an event), not after a timer. Every upload is checked by SHA-256 at the emulator.
  * Needs /usr/bin/chromium (`apt-get install -y chromium`).
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type CDPSession, type Page } from 'playwright-core';
+import type { Browser, CDPSession, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser';
 import { request } from 'undici';
 import { MiB, tempFile, type TempFile } from '../helpers/data';
 import { startRelayProcess, type RelayProcess } from '../helpers/process';
-
-const CHROMIUM = '/usr/bin/chromium';
-if (!existsSync(CHROMIUM))
-  throw new Error(`${CHROMIUM} is missing: install it with \`apt-get install -y chromium\``);
 
 let relay: RelayProcess;
 let emulatorUrl: string;
@@ -29,21 +25,10 @@ beforeAll(async () => {
     .split('\n')
     .find((l) => l.includes('built-in api.video emulator'))!;
   emulatorUrl = (JSON.parse(line) as { emulator: string }).emulator;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      // "Another machine": a name that is not localhost, resolved to the relay's loopback address.
-      '--host-resolver-rules=MAP relay.example 127.0.0.1',
-    ],
-  });
+  browser = await launchChromium([
+    // "Another machine": a name that is not localhost, resolved to the relay's loopback address.
+    '--host-resolver-rules=MAP relay.example 127.0.0.1',
+  ]);
   // 15 MiB: three 5 MiB parts at api.video, two tus PATCHes of 8 MiB from the page.
   file = await tempFile(15 * MiB + 11, 'beach-day.mp4');
 });

@@ -10,8 +10,9 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
-import { chromium, type Browser } from 'playwright-core';
-import request from 'supertest';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../helpers/browser';
+import { mintUploadToken } from '../helpers/upload-tokens';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { makeTestPki, type TestPki } from '../helpers/certs';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
@@ -80,21 +81,10 @@ beforeAll(async () => {
     },
   );
   apiHost = `localhost:${await listening(front)}`;
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      // Trust the test CA (and only it) for this run.
-      `--ignore-certificate-errors-spki-list=${spkiHash(pki.caFile)}`,
-    ],
-  });
+  browser = await launchChromium([
+    // Trust the test CA (and only it) for this run.
+    `--ignore-certificate-errors-spki-list=${spkiHash(pki.caFile)}`,
+  ]);
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
@@ -105,14 +95,7 @@ afterAll(async () => {
   pki?.remove();
 });
 
-async function mint(body: object): Promise<string> {
-  const res = await request(relay.url)
-    .post('/v1/upload-tokens')
-    .set('Authorization', `Bearer ${BACKEND}`)
-    .send(body);
-  expect(res.status).toBe(201);
-  return res.body.token as string;
-}
+const mint = async (body: object) => (await mintUploadToken(relay.url, BACKEND, body)).token;
 
 /** In the page: `size` pseudo-random bytes as a File, and their SHA-256. */
 const MAKE_FILE = `async (size) => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import ApiVideoClient from '@api.video/nodejs-client';
 import request from 'supertest';
+import { mintUploadToken } from '../helpers/upload-tokens';
 import { request as undiciRequest } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { PROBLEM_TYPE_BASE } from '../../src/errors';
@@ -38,14 +39,7 @@ afterAll(async () => {
   await file.remove();
 });
 
-async function mint(body: object = {}): Promise<{ token: string; id: string }> {
-  const res = await request(relay.url)
-    .post('/v1/upload-tokens')
-    .set('Authorization', `Bearer ${BACKEND}`)
-    .send(body);
-  expect(res.status).toBe(201);
-  return res.body as { token: string; id: string };
-}
+const mint = (body: object = {}) => mintUploadToken(relay.url, BACKEND, body);
 
 const apivideo = (chunkSize = 50 * MiB) => new ApiVideoClient({ baseUri: relay.url, chunkSize });
 

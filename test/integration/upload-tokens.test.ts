@@ -4,6 +4,7 @@
  */
 import { Readable } from 'node:stream';
 import request from 'supertest';
+import { mintUploadToken } from '../helpers/upload-tokens';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { MemoryUploadTokenStore } from '../../src/upload-tokens/store';
 import { UploadTokens } from '../../src/upload-tokens/tokens';
@@ -31,14 +32,7 @@ afterAll(async () => {
   await emulator.close();
 });
 
-async function mint(body: object = {}, as = ALICE) {
-  const res = await request(relay.url)
-    .post('/v1/upload-tokens')
-    .set('Authorization', `Bearer ${as}`)
-    .send(body);
-  expect(res.status).toBe(201);
-  return res.body as { token: string; id: string; expiresAt: string; [k: string]: unknown };
-}
+const mint = (body: object = {}, as = ALICE) => mintUploadToken(relay.url, as, body);
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 

@@ -5,6 +5,7 @@
  */
 import { Readable } from 'node:stream';
 import request from 'supertest';
+import { mintUploadToken } from '../helpers/upload-tokens';
 import { request as undiciRequest } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
 import type { UploadOutcome } from '../../src/upload/outcome';
@@ -29,14 +30,7 @@ afterAll(async () => {
   await emulator.close();
 });
 
-async function mint(body: object = {}): Promise<{ token: string; id: string }> {
-  const res = await request(relay.url)
-    .post('/v1/upload-tokens')
-    .set('Authorization', `Bearer ${BACKEND}`)
-    .send(body);
-  expect(res.status).toBe(201);
-  return res.body as { token: string; id: string };
-}
+const mint = (body: object = {}) => mintUploadToken(relay.url, BACKEND, body);
 
 async function sendChunk(token: string, data: Buffer, range: string, query = '') {
   const form = multipartAround(Readable.from([data]), data.length, {
