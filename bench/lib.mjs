@@ -12,9 +12,12 @@ setGlobalDispatcher(new Agent({ connect: { timeout: 120_000 } }));
 const TICKS = 100; // USER_HZ on Linux
 export const MiB = 1024 * 1024;
 
-/** Starts `node <script>` and waits for its first stdout line: {"url": …} or the relay's listening line. */
-export async function startProcess(script, env = {}) {
-  const child = spawn(process.execPath, [script], {
+/**
+ * Starts `node [nodeFlags] <script>` and waits for its first stdout line: {"url": …} or the relay's
+ * listening line.
+ */
+export async function startProcess(script, env = {}, nodeFlags = []) {
+  const child = spawn(process.execPath, [...nodeFlags, script], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -252,4 +255,29 @@ export function imageAllocatorEnv(dockerfile) {
       throw new Error(`${dockerfile}: cannot read this allocator setting: ${line.trim()}`);
   }
   return env;
+}
+
+/**
+ * The flags the image gives node (`CMD ["node", <flags>, "dist/main.js"]` in its Dockerfile's final
+ * stage), so the bench starts the relay as the image does; a CMD this cannot read stops the run.
+ */
+export function imageNodeFlags(dockerfile) {
+  if (!existsSync(dockerfile)) return [];
+  const lines = readFileSync(dockerfile, 'utf8')
+    .replace(/\\\r?\n/g, ' ')
+    .split(/\r?\n/);
+  const finalStage = lines.slice(lines.findLastIndex((l) => /^\s*FROM\s/i.test(l)));
+  const cmd = finalStage.findLast((l) => /^\s*CMD\s/i.test(l));
+  if (!cmd) return [];
+  let argv;
+  try {
+    argv = JSON.parse(cmd.replace(/^\s*CMD\s+/i, ''));
+  } catch {
+    argv = null;
+  }
+  const script = Array.isArray(argv) ? argv.findIndex((a) => /\.m?js$/.test(a)) : -1;
+  const flags = script > 0 ? argv.slice(1, script) : null;
+  if (argv?.[0] !== 'node' || !flags || flags.some((f) => !f.startsWith('--')))
+    throw new Error(`${dockerfile}: cannot read node's flags from this CMD: ${cmd.trim()}`);
+  return flags;
 }

@@ -15,11 +15,14 @@ function imageEnvNote(meta) {
   const baseNote = !base
     ? ''
     : Object.keys(base).length === 0
-      ? ' The baseline build runs as its own image did, without it.'
+      ? ' The baseline build runs as its own image did (its own Dockerfile), without them.'
       : ` The baseline build runs with its own image's: ${Object.entries(base)
           .map(([k, v]) => `\`${k}=${v}\``)
           .join(', ')}.`;
-  return ` The relay, the floor and the naive server run with the image's allocator setting, ${env.map(([k, v]) => `\`${k}=${v}\``).join(', ')} (the Dockerfile's; the sinks and clients without it).${baseNote}`;
+  const flags = meta.imageFlags ?? [];
+  const flagNote =
+    flags.length === 0 ? '' : ` and node's flags from its CMD, \`${flags.join(' ')}\``;
+  return ` The relay, the floor and the naive server run with the image's allocator setting, ${env.map(([k, v]) => `\`${k}=${v}\``).join(', ')}${flagNote} (the Dockerfile's; the sinks and clients without them).${baseNote}`;
 }
 
 function targets(variants) {
@@ -63,6 +66,15 @@ function targets(variants) {
       mib(concurrent.rssGrowth.median),
       `≤ ${mib(8 * formula)} (formula × 8)`,
       concurrent.rssGrowth.median <= 8 * formula,
+    );
+  }
+  const noFlags = by((v) => v.kind === 'concurrent-no-flags');
+  if (noFlags && relay) {
+    add(
+      "8 concurrent uploads ÷ one upload, without the image's node flags",
+      `${f2(noFlags.mibPerSecond.median / relay.mibPerSecond.median)}×`,
+      '(reported)',
+      true,
     );
   }
   const glibcDefault = by((v) => v.kind === 'relay-glibc-default');

@@ -11,6 +11,7 @@ import {
   budgetSampler,
   fileDigest,
   imageAllocatorEnv,
+  imageNodeFlags,
   median,
   rssSampler,
   sinkRecord,
@@ -38,6 +39,8 @@ const grid = quick ? [[16, 2]] : [5, 16, 64].flatMap((p) => [1, 2, 4].map((c) =>
 const script = (name) => join(ROOT, name);
 
 const IMAGE_ENV = imageAllocatorEnv(join(ROOT, 'Dockerfile'));
+// And node's flags from the image's CMD: every server under test starts as the image starts it.
+const IMAGE_FLAGS = imageNodeFlags(join(ROOT, 'Dockerfile'));
 
 function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled', extra = {}) {
   return {
@@ -135,8 +138,10 @@ function sinkCheck(sink) {
 async function main() {
   const fast = await startProcess(script('bench/sink.mjs'));
   const slow = await startProcess(script('bench/sink.mjs'), { SINK_DELAY_MS: '200' });
-  const relay = (sink, p, c, buffering, extra) => () =>
-    startProcess(script('dist/main.js'), relayEnv(sink.url, p, c, buffering, extra));
+  const relay =
+    (sink, p, c, buffering, extra, flags = IMAGE_FLAGS) =>
+    () =>
+      startProcess(script('dist/main.js'), relayEnv(sink.url, p, c, buffering, extra), flags);
   // Many slow clients (issue #14): default settings but for the per-client limit (the bench is one
   // principal); each of `mobile` is a phone at 512 KiB/s sending 12 MiB, starts spread over one
   // 5 MiB part's duration (10 s); `many` is 1000 clients at 64 KiB/s within a 1 GiB budget.
@@ -193,7 +198,11 @@ async function main() {
     const env = relayEnv(fast.url, 16, 2);
     for (const key of Object.keys(IMAGE_ENV)) delete env[key];
     Object.assign(env, imageAllocatorEnv(join(baseline, 'Dockerfile')));
-    return startProcess(join(baseline, 'dist/main.js'), env);
+    return startProcess(
+      join(baseline, 'dist/main.js'),
+      env,
+      imageNodeFlags(join(baseline, 'Dockerfile')),
+    );
   };
   const baselineVariant = baseline
     ? [
@@ -227,7 +236,7 @@ async function main() {
       name: 'floor (busboy drain)',
       kind: 'floor',
       run: () =>
-        measure('floor', () => startProcess(script('bench/floor.mjs'), IMAGE_ENV), {
+        measure('floor', () => startProcess(script('bench/floor.mjs'), IMAGE_ENV, IMAGE_FLAGS), {
           uploads: [size],
           verify: async (a, b) => {
             if (a.body.bytes !== b) throw new Error('floor lost bytes');
@@ -268,7 +277,7 @@ async function main() {
                 () => {
                   const env = relayEnv(fast.url, 16, 2);
                   for (const key of Object.keys(IMAGE_ENV)) delete env[key];
-                  return startProcess(script('dist/main.js'), env);
+                  return startProcess(script('dist/main.js'), env, IMAGE_FLAGS);
                 },
                 {
                   sink: fast,
@@ -285,7 +294,12 @@ async function main() {
       run: () =>
         measure(
           'naive',
-          () => startProcess(script('bench/naive.mjs'), { ...IMAGE_ENV, SINK_URL: fast.url }),
+          () =>
+            startProcess(
+              script('bench/naive.mjs'),
+              { ...IMAGE_ENV, SINK_URL: fast.url },
+              IMAGE_FLAGS,
+            ),
           {
             sink: fast,
             uploads: [size],
@@ -303,6 +317,22 @@ async function main() {
           verify: sinkCheck(fast),
         }),
     },
+    // What the image's node flags are worth where they matter: the same 8 uploads without them.
+    ...(IMAGE_FLAGS.length > 0
+      ? [
+          {
+            name: `concurrent 8 × ${concurrentEach / MiB} MiB, without the image's ${IMAGE_FLAGS.join(' ')}`,
+            kind: 'concurrent-no-flags',
+            pairOf: (v) => v.kind === 'concurrent',
+            run: () =>
+              measure('concurrent without flags', relay(fast, 16, 2, 'pooled', {}, []), {
+                sink: fast,
+                uploads: Array(8).fill(concurrentEach),
+                verify: sinkCheck(fast),
+              }),
+          },
+        ]
+      : []),
     {
       name: 'slow upstream (200 ms per part)',
       kind: 'slow',
@@ -374,7 +404,9 @@ async function main() {
     rounds,
     quick,
     imageEnv: IMAGE_ENV,
+    imageFlags: IMAGE_FLAGS,
     baselineImageEnv: baseline ? imageAllocatorEnv(join(baseline, 'Dockerfile')) : null,
+    baselineImageFlags: baseline ? imageNodeFlags(join(baseline, 'Dockerfile')) : null,
   };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(
