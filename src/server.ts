@@ -6,6 +6,7 @@ import { RelayError, toProblem } from './errors';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
 import type { Config } from './config';
+import { STREAM_HIGH_WATER_MARK } from './upload/stream-buffers';
 
 /**
  * Node's default requestTimeout (300 s) would cut a 1 GiB upload over a slow mobile link: it is
@@ -19,6 +20,8 @@ export function createHttpServer(
   const server = createServer(
     {
       requestTimeout: 0,
+      // Requests and responses buffer 16 KiB whatever Node's default (stream-buffers.ts).
+      highWaterMark: STREAM_HIGH_WATER_MARK,
       headersTimeout: config.headersTimeoutMs,
       // Node checks header deadlines on this tick (30 s by default), which would stretch the guard.
       connectionsCheckingInterval: Math.min(config.headersTimeoutMs, 5_000),

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { RelayError } from '../errors';
+import { STREAM_HIGH_WATER_MARK } from './stream-buffers';
 import type { FieldValues } from './video-fields';
 
 export interface FormLimits {
@@ -39,7 +40,12 @@ export function readForm(
 ): Promise<FormFile> {
   let parser: busboy.Busboy;
   try {
-    parser = busboy({ headers: req.headers, limits: { ...limits, parts: limits.fields + 2 } });
+    parser = busboy({
+      headers: req.headers,
+      highWaterMark: STREAM_HIGH_WATER_MARK,
+      fileHwm: STREAM_HIGH_WATER_MARK,
+      limits: { ...limits, parts: limits.fields + 2 },
+    });
   } catch (err) {
     return Promise.reject(new RelayError('malformed_multipart', (err as Error).message));
   }
