@@ -26,7 +26,7 @@ test('a connection reads at most 16 KiB ahead per stream (request, parser, file)
           {
             file: () => undefined,
             field: () => undefined,
-            noFile: () => new RelayError('missing_file', 'no file'),
+            noFile: () => new RelayError('file_missing', 'no file'),
           },
         ).then(
           (form) => {
