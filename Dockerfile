@@ -36,10 +36,12 @@ EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and gets SIGTERM itself, so the graceful drain runs on `docker stop`.
-# --initial-old-space-size=64: V8 counts the Buffers allocated since its last full collection
-# against the old generation's limit, which for the relay's small heap (about 15 MiB) is about 38
-# MiB. Eight fast uploads (every socket read a new 64 KiB Buffer, parts moving through the pool)
-# went over it every 150 ms: 30 full collections per GiB instead of 3 for one upload, a quarter of
-# the relay's CPU. With the limit at least 64 MiB it takes 5 to 8 (docs/performance-notes.md). It is
-# a V8 flag that NODE_OPTIONS does not accept, so it is here and in `npm start`.
+# --initial-old-space-size=64: V8 counts the growth of external memory (Buffers) since its last
+# full collection against the old generation's limit, which for the relay's small heap (about 15
+# MiB) is about 38 MiB on Node 20 and 40 MiB on Node 24. Eight fast uploads (a new Buffer per
+# socket read, parts moving through the pool) went over it every 130 to 200 ms: 30 to 33 full
+# collections per GiB (one upload: 3). With the limit at least 64 MiB: 5 to 8 on Node 20, 16 to 22
+# on Node 24, and 8 uploads move 0.90 to 0.97 (Node 20) and 1.07 (Node 24) times one upload's
+# throughput instead of 0.80 to 0.84 and 0.94 (docs/performance-notes.md). A V8 flag that
+# NODE_OPTIONS does not accept, so it is here and in `npm start`.
 CMD ["node", "--initial-old-space-size=64", "dist/main.js"]

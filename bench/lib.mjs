@@ -241,10 +241,7 @@ export const median = (xs) => {
  */
 export function imageAllocatorEnv(dockerfile) {
   if (!existsSync(dockerfile)) return {};
-  const lines = readFileSync(dockerfile, 'utf8')
-    .replace(/\\\r?\n/g, ' ')
-    .split(/\r?\n/);
-  const finalStage = lines.slice(lines.findLastIndex((l) => /^\s*FROM\s/i.test(l)));
+  const finalStage = finalStageLines(dockerfile);
   const env = {};
   for (const line of finalStage) {
     if (!/MALLOC_/.test(line) || /^\s*#/.test(line)) continue;
@@ -263,12 +260,8 @@ export function imageAllocatorEnv(dockerfile) {
  */
 export function imageNodeFlags(dockerfile) {
   if (!existsSync(dockerfile)) return [];
-  const lines = readFileSync(dockerfile, 'utf8')
-    .replace(/\\\r?\n/g, ' ')
-    .split(/\r?\n/);
-  const finalStage = lines.slice(lines.findLastIndex((l) => /^\s*FROM\s/i.test(l)));
-  const cmd = finalStage.findLast((l) => /^\s*CMD\s/i.test(l));
-  if (!cmd) return [];
+  const cmd = finalStageLines(dockerfile).findLast((l) => /^\s*CMD\s/i.test(l));
+  if (!cmd) throw new Error(`${dockerfile}: its final stage has no CMD to start the relay as`);
   let argv;
   try {
     argv = JSON.parse(cmd.replace(/^\s*CMD\s+/i, ''));
@@ -280,4 +273,18 @@ export function imageNodeFlags(dockerfile) {
   if (argv?.[0] !== 'node' || !flags || flags.some((f) => !f.startsWith('--')))
     throw new Error(`${dockerfile}: cannot read node's flags from this CMD: ${cmd.trim()}`);
   return flags;
+}
+
+/**
+ * The final stage's instructions, one per line: comment lines dropped first (Docker does not
+ * continue them), then `\` continuations joined.
+ */
+function finalStageLines(dockerfile) {
+  const lines = readFileSync(dockerfile, 'utf8')
+    .split(/\r?\n/)
+    .filter((l) => !/^\s*#/.test(l))
+    .join('\n')
+    .replace(/\\[ \t]*\n/g, ' ')
+    .split('\n');
+  return lines.slice(lines.findLastIndex((l) => /^\s*FROM\s/i.test(l)));
 }

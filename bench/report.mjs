@@ -7,22 +7,22 @@ const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
 const mib = (x) => `${(x / MiB).toFixed(0)} MiB`;
 
-/** The image's allocator settings, which the servers under test ran with (bench/run.mjs). */
+/** How the image starts node (allocator env, node's flags), which the servers under test copy. */
 function imageEnvNote(meta) {
-  const env = Object.entries(meta.imageEnv ?? {});
-  if (env.length === 0) return '';
-  const base = meta.baselineImageEnv;
-  const baseNote = !base
-    ? ''
-    : Object.keys(base).length === 0
-      ? ' The baseline build runs as its own image did (its own Dockerfile), without them.'
-      : ` The baseline build runs with its own image's: ${Object.entries(base)
-          .map(([k, v]) => `\`${k}=${v}\``)
-          .join(', ')}.`;
-  const flags = meta.imageFlags ?? [];
-  const flagNote =
-    flags.length === 0 ? '' : ` and node's flags from its CMD, \`${flags.join(' ')}\``;
-  return ` The relay, the floor and the naive server run with the image's allocator setting, ${env.map(([k, v]) => `\`${k}=${v}\``).join(', ')}${flagNote} (the Dockerfile's; the sinks and clients without them).${baseNote}`;
+  const describe = (env, flags) => {
+    const parts = [
+      ...Object.entries(env ?? {}).map(([k, v]) => `\`${k}=${v}\``),
+      ...(flags ?? []).map((f) => `\`${f}\``),
+    ];
+    return parts.length === 0 ? 'none' : parts.join(', ');
+  };
+  const ours = describe(meta.imageEnv, meta.imageFlags);
+  if (ours === 'none') return '';
+  const base =
+    meta.baselineImageEnv || meta.baselineImageFlags
+      ? ` The baseline build runs as its own image did (${describe(meta.baselineImageEnv, meta.baselineImageFlags)}).`
+      : '';
+  return ` The relay, the floor and the naive server run as the image runs node (the Dockerfile's allocator setting and \`CMD\` flags): ${ours}; the sinks and clients without them.${base}`;
 }
 
 function targets(variants) {

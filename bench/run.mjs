@@ -193,16 +193,15 @@ async function main() {
   // --baseline <dir>: another build of the relay (e.g. main, `git archive main | tar -x`, built
   // there) run in the same rounds, so "no worse than main" is a ratio within one run.
   const baseline = option('baseline', null);
+  // Read once, before any round: a Dockerfile the bench cannot read stops it here, not mid-run.
+  const baselineEnv = baseline ? imageAllocatorEnv(join(baseline, 'Dockerfile')) : null;
+  const baselineFlags = baseline ? imageNodeFlags(join(baseline, 'Dockerfile')) : null;
   // The baseline runs with its own image's allocator settings, not ours: shipped against shipped.
   const baselineRelay = () => {
     const env = relayEnv(fast.url, 16, 2);
     for (const key of Object.keys(IMAGE_ENV)) delete env[key];
-    Object.assign(env, imageAllocatorEnv(join(baseline, 'Dockerfile')));
-    return startProcess(
-      join(baseline, 'dist/main.js'),
-      env,
-      imageNodeFlags(join(baseline, 'Dockerfile')),
-    );
+    Object.assign(env, baselineEnv);
+    return startProcess(join(baseline, 'dist/main.js'), env, baselineFlags);
   };
   const baselineVariant = baseline
     ? [
@@ -405,8 +404,8 @@ async function main() {
     quick,
     imageEnv: IMAGE_ENV,
     imageFlags: IMAGE_FLAGS,
-    baselineImageEnv: baseline ? imageAllocatorEnv(join(baseline, 'Dockerfile')) : null,
-    baselineImageFlags: baseline ? imageNodeFlags(join(baseline, 'Dockerfile')) : null,
+    baselineImageEnv: baselineEnv,
+    baselineImageFlags: baselineFlags,
   };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(

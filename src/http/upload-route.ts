@@ -1,6 +1,7 @@
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Request, RequestHandler, Response } from 'express';
 import { formatBytes } from '../config';
+import { bodyStream } from '../upload/stream-buffers';
 import { RelayError, isRelayError } from '../errors';
 import type { Lifecycle } from '../lifecycle';
 import type { RelayMetrics } from '../metrics';
@@ -132,7 +133,7 @@ async function openIntake(
     const target = uploadTarget(fields, filename);
     continueIfExpected(req, res);
     // Our own stream over the body: stopping it on a failure must not destroy the socket we answer on.
-    const file = req.pipe(new PassThrough());
+    const file = req.pipe(bodyStream());
     return { file, target, stop: () => req.unpipe(file) };
   }
   throw new RelayError(

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { PassThrough } from 'node:stream';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import { formatBytes } from '../config';
@@ -15,6 +14,7 @@ import {
   type UploadEngine,
   type UploadObserver,
 } from '../upload/engine';
+import { bodyStream } from '../upload/stream-buffers';
 import { uploadTarget, type FieldValues, type UploadTarget } from '../upload/video-fields';
 import { bindTokenFields, uploadTokenOf } from '../upload-tokens/bind';
 import type { SessionStore, TailWrite, UploadSession } from './session-store';
@@ -279,7 +279,7 @@ export function resumableRoutes(deps: ResumableDeps): {
       const room = Math.max(0, deps.maxStoredBytes - (await sessions.heldBytes()));
       continueIfExpected(req, res);
       // Our own stream over the body: stopping it must not destroy the socket we answer on.
-      const file = req.pipe(new PassThrough());
+      const file = req.pipe(bodyStream());
       const signal = AbortSignal.any([guard.signal, lock.lost]);
       const tailBefore = session.tailBytes;
       const result = await engine.transfer({

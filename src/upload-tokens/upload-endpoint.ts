@@ -1,4 +1,4 @@
-import { Transform } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { Router, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Video } from '../apivideo/types';
@@ -16,6 +16,7 @@ import {
 } from '../upload/engine';
 import type { FormLimits } from '../upload/multipart-intake';
 import { toRelayError } from '../upload/upstream-failure';
+import { byteTransform } from '../upload/stream-buffers';
 import { titleFromFilename, type UploadTarget } from '../upload/video-fields';
 import { apiVideoProblemHandler } from './apivideo-problem';
 import { bindTokenFields, uploadGrant, type UploadTokenGrant } from './bind';
@@ -431,12 +432,10 @@ function sizeLimit(relay: number, token: number | undefined): number {
 /** The token's maxFileSize on a whole file (the engine enforces UPLOAD_MAX_FILE_SIZE itself). */
 function limitTo(limit: number): Transform {
   let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      seen += chunk.length;
-      if (limit > 0 && seen > limit) return done(tooLarge(limit));
-      done(null, chunk);
-    },
+  return byteTransform((chunk: Buffer, _enc, done) => {
+    seen += chunk.length;
+    if (limit > 0 && seen > limit) return done(tooLarge(limit));
+    done(null, chunk);
   });
 }
 

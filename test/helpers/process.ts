@@ -5,6 +5,12 @@ import { join } from 'node:path';
 
 export const ROOT = join(__dirname, '../..');
 export const MAIN = join(ROOT, 'dist/main.js');
+/** node's flags from `npm start` (the image's CMD, test/unit/node-flags.test.ts): run what ships. */
+const NODE_FLAGS = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }
+).scripts.start
+  .split(/\s+/)
+  .filter((arg) => arg.startsWith('--'));
 
 export interface RelayProcess {
   child: ChildProcess;
@@ -27,7 +33,10 @@ export function runToExit(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN], { env: cleanEnv(env), cwd: tmpdir() });
+    const child = spawn(process.execPath, [...NODE_FLAGS, MAIN], {
+      env: cleanEnv(env),
+      cwd: tmpdir(),
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -38,7 +47,7 @@ export function runToExit(
 
 /** Starts the relay as its own process on an ephemeral port and waits for its "listening" line (info level). */
 export async function startRelayProcess(env: Record<string, string>): Promise<RelayProcess> {
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN], {
     env: cleanEnv({ PORT: '0', HOST: '127.0.0.1', ...env }),
     cwd: tmpdir(), // the relay reads .env from its working directory: not a developer's own
   });
