@@ -6,11 +6,11 @@ import { join } from 'node:path';
 export const ROOT = join(__dirname, '../..');
 export const MAIN = join(ROOT, 'dist/main.js');
 /** node's flags from `npm start` (the image's CMD, test/unit/node-flags.test.ts): run what ships. */
-const NODE_FLAGS = (
+export const NODE_FLAGS = (
   JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }
 ).scripts.start
   .split(/\s+/)
-  .filter((arg) => arg.startsWith('--'));
+  .slice(1, -1);
 
 export interface RelayProcess {
   child: ChildProcess;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { MiB } from '../helpers/data';
-import { MAIN, cleanEnv } from '../helpers/process';
+import { MAIN, NODE_FLAGS, cleanEnv } from '../helpers/process';
 
 interface Started {
   output(): string;
@@ -73,7 +73,7 @@ test('.env is read from the working directory, and real environment variables wi
   );
   const relay = await start(
     process.execPath,
-    [MAIN],
+    [...NODE_FLAGS, MAIN],
     dir,
     { UPLOAD_PART_CONCURRENCY: '4' },
     LISTENING,
@@ -105,7 +105,7 @@ test('a variable read before Node starts (MALLOC_…, NODE_OPTIONS) in .env: a w
       '',
     ].join('\n'),
   );
-  const relay = await start(process.execPath, [MAIN], dir, {}, LISTENING);
+  const relay = await start(process.execPath, [...NODE_FLAGS, MAIN], dir, {}, LISTENING);
   try {
     const warning = relay
       .output()
@@ -122,7 +122,7 @@ test('a variable read before Node starts (MALLOC_…, NODE_OPTIONS) in .env: a w
 });
 
 test('no .env: starts as before', async () => {
-  const relay = await start(process.execPath, [MAIN], dir, {}, LISTENING);
+  const relay = await start(process.execPath, [...NODE_FLAGS, MAIN], dir, {}, LISTENING);
   try {
     expect(relay.output()).toContain('relay listening');
   } finally {
@@ -135,7 +135,7 @@ test('a malformed .env stops start-up with the bad lines named, never their cont
     join(dir, '.env'),
     ['PORT=0', 'APIVIDEO_API_KEY secret-value-in-a-bad-line', 'TITLE="never closed', ''].join('\n'),
   );
-  const relay = await start(process.execPath, [MAIN], dir, {}, /$^/);
+  const relay = await start(process.execPath, [...NODE_FLAGS, MAIN], dir, {}, /$^/);
   expect(await relay.exited).toBe(1);
   const output = relay.output();
   expect(output).toBe(
@@ -166,7 +166,7 @@ test('in a terminal the lines are readable; through a pipe they are JSON', async
   } finally {
     await relay.stop();
   }
-  const piped = await start(process.execPath, [MAIN], dir, {}, LISTENING);
+  const piped = await start(process.execPath, [...NODE_FLAGS, MAIN], dir, {}, LISTENING);
   try {
     const line = piped
       .output()
