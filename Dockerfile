@@ -41,7 +41,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 # MiB) is about 38 MiB on Node 20 and 40 MiB on Node 24. Eight fast uploads (a new Buffer per
 # socket read, parts moving through the pool) went over it every 130 to 200 ms: about 30 full
 # collections per GiB (one upload: 3). With the limit at least 64 MiB: 5 to 8 on Node 20, 22 on
-# Node 24 (33 without, one run each), and 8 uploads move 0.90 to 0.97 (Node 20) and 1.07 (Node 24) times one upload's
-# throughput instead of 0.80 to 0.84 and 0.94 (docs/performance-notes.md). A V8 flag that
-# NODE_OPTIONS does not accept, so it is here and in `npm start`.
+# Node 24 (33 without, one run each), and 8 uploads move 0.90 to 0.97 (Node 20) and 1.07 (Node
+# 24) times one upload's throughput instead of 0.80 to 0.84 and 0.94; more garbage waits, so their
+# RSS grows more (docs/performance-notes.md). A V8 flag that NODE_OPTIONS does not accept, so it
+# is here and in `npm start`.
 CMD ["node", "--initial-old-space-size=64", "dist/main.js"]
