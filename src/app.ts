@@ -25,7 +25,7 @@ import { RelayMetrics } from './metrics';
 import { UploadEngine } from './upload/engine';
 import type { OutcomeSink } from './upload/outcome';
 import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
-import { MemoryBudget } from './upload/memory-budget';
+import { MemoryBudget, UPLOAD_OVERHEAD_BYTES } from './upload/memory-budget';
 import { webhooksRoutes } from './webhooks/routes';
 import type { WebhookSink } from './webhooks/sink';
 import { uploadTokenAuth, withUploadTokens } from './upload-tokens/auth';
@@ -71,7 +71,12 @@ export function createApp(deps: AppDeps): express.Express {
   const { config, logger, apivideo } = deps;
   const metrics = deps.metrics ?? new RelayMetrics();
   const lifecycle = deps.lifecycle ?? new Lifecycle();
-  const memoryBudget = deps.memoryBudget ?? new MemoryBudget(config.upload.memoryBudget);
+  const memoryBudget =
+    deps.memoryBudget ??
+    new MemoryBudget(config.upload.memoryBudget, {
+      perUpload: UPLOAD_OVERHEAD_BYTES,
+      largestPart: config.upload.partSize,
+    });
   metrics.watchBudget(memoryBudget);
   const app = express();
   app.disable('x-powered-by');

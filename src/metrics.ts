@@ -77,6 +77,11 @@ export class RelayMetrics {
     'Bytes of the memory budget reserved by parts being filled or in flight',
     (b) => b.reserved,
   );
+  readonly memoryOverheadBytes = this.budgetGauge(
+    'relay_memory_overhead_bytes',
+    'Bytes of the memory budget counted for uploads in progress besides their file bytes (128 KiB each)',
+    (b) => b.overhead,
+  );
   readonly memoryWaitingUploads = this.budgetGauge(
     'relay_memory_waiting_uploads',
     'Uploads waiting for room in the memory budget (reading paused: backpressure, not refusal)',

@@ -1,5 +1,6 @@
 /**
- * UPLOAD_MEMORY_BUDGET: one bound on the file bytes all uploads hold together, whatever the route.
+ * UPLOAD_MEMORY_BUDGET: one bound on the file bytes all uploads hold together, whatever the route,
+ * and on what each upload in progress costs besides them (`chargeUpload`, UPLOAD_OVERHEAD_BYTES).
  *
  * Room is reserved by part, not by byte: an upload reserves its next part's size before it holds
  * the part's first byte, so an upload that holds an unfinished part can always finish it without
@@ -10,16 +11,43 @@
  * When the budget is used up, uploads wait in FIFO order (the caller stops reading its socket: TCP
  * backpressure) instead of being refused; a wait ends when room frees or its AbortSignal fires.
  */
+/**
+ * What the relay counts against the budget for each upload in progress, besides its file bytes:
+ * its socket reads and the streams' 16 KiB buffers, the request, parser and engine objects in V8's
+ * heap, the allocator's share. Measured with 1000 slow uploads (docs/performance-notes.md, "Many
+ * slow clients"): 130 to 190 KiB each beyond the blocks holding their file bytes, of which a fixed
+ * part (the blocks the pool keeps, V8's young generation) does not grow with their number. Counted
+ * in the budget, RSS stays near the budget whatever the number of uploads, instead of the budget
+ * plus 15 to 20 % at 1000.
+ */
+export const UPLOAD_OVERHEAD_BYTES = 128 * 1024;
+
 export interface ReserveOptions {
   /** Take less than asked when that much is free (never less than this): parts shrink under pressure. */
   atLeast?: number;
   signal?: AbortSignal;
 }
 
+export interface MemoryBudgetOptions {
+  /**
+   * What an upload in progress costs the process besides its file bytes (its socket reads, the
+   * streams' buffers, the request and parser in V8's heap), counted against the budget for as long
+   * as the upload's request lasts, waiting or not. 0: the budget counts file bytes only.
+   */
+  perUpload?: number;
+  /**
+   * The largest reservation (UPLOAD_PART_SIZE): per-upload costs never take this last share of the
+   * budget, so once parts drain there is always room for a whole part, however many uploads wait.
+   */
+  largestPart?: number;
+}
+
 export interface BudgetSnapshot {
   budget: number;
-  /** Bytes reserved: what counts against the budget. */
+  /** Bytes reserved by parts: what counts against the budget besides the uploads' own costs. */
   reserved: number;
+  /** Bytes counted for uploads in progress besides their file bytes (`perUpload` each). */
+  overhead: number;
   /** Bytes actually held in reserved room (reported by the holders); never above `reserved`. */
   held: number;
   /** Reservations waiting for room. */
@@ -34,14 +62,30 @@ interface Waiter {
 
 export class MemoryBudget {
   private reservedBytes = 0;
+  private overheadBytes = 0;
   private heldBytes = 0;
   private readonly waiters: Waiter[] = [];
-  /** The highest figures since start: what tests and benchmarks check the invariants against. */
-  readonly peak = { reserved: 0, held: 0, waiting: 0 };
+  private readonly perUpload: number;
+  /** The most that per-upload costs may count: the budget less one largest part. */
+  private readonly overheadCap: number;
+  /** Every single request is capped to this, so none can wait forever for room. */
+  private readonly largestRequest: number;
+  /**
+   * The highest figures since start: what tests and benchmarks check the invariants against.
+   * `total`: parts and per-upload costs together, as they stood whenever room was granted.
+   */
+  readonly peak = { reserved: 0, held: 0, waiting: 0, overhead: 0, total: 0 };
 
-  /** `budget`: bytes; every single request is capped to it, so none can wait forever for room. */
-  constructor(readonly budget: number) {
+  /** `budget`: bytes. */
+  constructor(
+    readonly budget: number,
+    options: MemoryBudgetOptions = {},
+  ) {
     if (!(budget > 0)) throw new RangeError(`a memory budget must be positive, got ${budget}`);
+    this.perUpload = Math.max(0, Math.ceil(options.perUpload ?? 0));
+    const largest = Math.min(budget, Math.max(1, options.largestPart ?? budget));
+    this.overheadCap = budget - largest;
+    this.largestRequest = largest;
   }
 
   get reserved(): number {
@@ -61,16 +105,44 @@ export class MemoryBudget {
     return this.waiters.length;
   }
 
+  /** Bytes counted for uploads in progress besides their file bytes. */
+  get overhead(): number {
+    return this.overheadBytes;
+  }
+
+  /** Room for parts; negative while uploads that arrived when it was used up overdraw it. */
   get free(): number {
-    return this.budget - this.reservedBytes;
+    return this.budget - this.reservedBytes - this.overheadBytes;
   }
 
   snapshot(): BudgetSnapshot {
     return {
       budget: this.budget,
       reserved: this.reservedBytes,
+      overhead: this.overheadBytes,
       held: this.heldBytes,
       waiting: this.waiters.length,
+    };
+  }
+
+  /**
+   * Counts one upload's cost besides its file bytes until the returned function is called (once
+   * its request ended, however). Never waits: the connection exists already, and UPLOAD_MAX_CONCURRENT
+   * bounds how many do. An upload that arrives while the budget is used up overdraws it, and no part
+   * gets room until parts and costs are back within it; costs stop counting at the budget less one
+   * largest part, so a part can always get room once others drain.
+   */
+  chargeUpload(): () => void {
+    const charged = Math.min(this.perUpload, this.overheadCap - this.overheadBytes);
+    if (charged <= 0) return () => {};
+    this.overheadBytes += charged;
+    if (this.overheadBytes > this.peak.overhead) this.peak.overhead = this.overheadBytes;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.overheadBytes -= charged;
+      this.serve();
     };
   }
 
@@ -84,7 +156,7 @@ export class MemoryBudget {
    * waiter is served; rejects with the signal's reason if it aborts first (nothing is then held).
    */
   reserve(bytes: number, options: ReserveOptions = {}): Promise<number> {
-    const want = Math.min(Math.max(1, Math.ceil(bytes)), this.budget);
+    const want = Math.min(Math.max(1, Math.ceil(bytes)), this.largestRequest);
     const atLeast = Math.min(Math.max(1, Math.ceil(options.atLeast ?? want)), want);
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
@@ -133,6 +205,8 @@ export class MemoryBudget {
   private add(granted: number): void {
     this.reservedBytes += granted;
     if (this.reservedBytes > this.peak.reserved) this.peak.reserved = this.reservedBytes;
+    const total = this.reservedBytes + this.overheadBytes;
+    if (total > this.peak.total) this.peak.total = total;
   }
 
   /** Strict FIFO: the head is served first, so a big request is never starved by small ones. */

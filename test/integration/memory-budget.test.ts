@@ -22,6 +22,7 @@ import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { uploadRaw } from '../helpers/upload';
 import { eventually } from '../helpers/wait';
 import { partRuleBroken } from '../../src/upload/part-size';
+import { UPLOAD_OVERHEAD_BYTES } from '../../src/upload/memory-budget';
 
 let emulator: RunningEmulator;
 beforeAll(async () => (emulator = await startTestEmulator()));
@@ -67,14 +68,15 @@ async function metric(url: string, name: string): Promise<number> {
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
 }
 
-describe('POST /v1/videos on a budget of two 5 MiB parts', () => {
+// Two 5 MiB parts and the uploads' own costs (128 KiB each, up to 1 MiB: the budget less a part).
+describe('POST /v1/videos on a budget of two 5 MiB parts and the uploads in progress', () => {
   let relay: TestRelay;
   beforeAll(
     async () =>
       (relay = await startTestRelay(emulator, {
         env: {
           UPLOAD_PART_SIZE: '5MiB',
-          UPLOAD_MEMORY_BUDGET: '10MiB',
+          UPLOAD_MEMORY_BUDGET: '11MiB',
           UPLOAD_MAX_CONCURRENT_PER_CLIENT: '100',
           UPLOAD_IDLE_TIMEOUT_MS: '1000',
           LOG_LEVEL: 'info',
@@ -103,12 +105,15 @@ describe('POST /v1/videos on a budget of two 5 MiB parts', () => {
         ),
       ).toBeUndefined();
     }
-    // Its own accounting: never above the budget, and the budget was what held uploads back.
-    expect(budget.peak.reserved).toBeLessThanOrEqual(10 * MiB);
+    // Its own accounting: parts and the uploads' costs never above the budget together, and the
+    // budget was what held uploads back (two parts at once, a third never beside them and the costs).
+    expect(budget.peak.total).toBeLessThanOrEqual(11 * MiB);
     expect(budget.peak.held).toBeLessThanOrEqual(budget.peak.reserved);
-    expect(budget.peak.reserved).toBe(10 * MiB);
+    expect(budget.peak.reserved).toBeGreaterThanOrEqual(10 * MiB);
+    expect(budget.peak.reserved).toBeLessThan(15 * MiB);
+    expect(budget.peak.overhead).toBeGreaterThanOrEqual(3 * UPLOAD_OVERHEAD_BYTES);
     expect(budget.peak.waiting).toBeGreaterThan(0);
-    expect(budget.snapshot()).toMatchObject({ reserved: 0, held: 0, waiting: 0 });
+    expect(budget.snapshot()).toMatchObject({ reserved: 0, overhead: 0, held: 0, waiting: 0 });
   });
 
   test('a full budget makes a new upload wait (no 503), longer than the idle timeout, then it completes', async () => {
@@ -120,7 +125,9 @@ describe('POST /v1/videos on a budget of two 5 MiB parts', () => {
     await eventually(() => budget.waiting === 1);
     expect(await metric(relay.url, 'relay_memory_waiting_uploads')).toBe(1);
     expect(await metric(relay.url, 'relay_memory_reserved_bytes')).toBe(10 * MiB);
-    expect(await metric(relay.url, 'relay_memory_budget_bytes')).toBe(10 * MiB);
+    expect(await metric(relay.url, 'relay_memory_budget_bytes')).toBe(11 * MiB);
+    // The waiting upload is counted too: its connection costs memory whether or not it has room.
+    expect(await metric(relay.url, 'relay_memory_overhead_bytes')).toBe(3 * UPLOAD_OVERHEAD_BYTES);
     // Held back for longer than UPLOAD_IDLE_TIMEOUT_MS (1 s): waiting for room is not idleness.
     await new Promise((r) => setTimeout(r, 1500));
     expect(budget.waiting).toBe(1);
@@ -136,7 +143,8 @@ describe('POST /v1/videos on a budget of two 5 MiB parts', () => {
       expect(held.status).toBe(201);
       expect(inspectVideo(emulator, held.body.videoId)).toMatchObject({ sha256: holder.sha256 });
     }
-    expect(budget.peak.reserved).toBeLessThanOrEqual(10 * MiB);
+    expect(budget.peak.total).toBeLessThanOrEqual(11 * MiB);
+    await eventually(() => budget.overhead === 0);
   });
 
   test('an upload that leaves while waiting for room gives its place up and holds nothing', async () => {
@@ -159,9 +167,10 @@ describe('POST /v1/videos on a budget of two 5 MiB parts', () => {
     controller.abort();
     await gone;
     await eventually(() => budget.waiting === 0);
+    await eventually(() => budget.overhead === 2 * UPLOAD_OVERHEAD_BYTES); // the leaver's cost went back
     holders.forEach((h) => h.finish());
     for (const holder of holders) expect((await holder.answer).status).toBe(201);
-    await eventually(() => budget.reserved === 0);
+    await eventually(() => budget.reserved === 0 && budget.overhead === 0);
   });
 });
 

@@ -19,3 +19,13 @@ test('relay_memory_budget_bytes, relay_memory_reserved_bytes and waiting uploads
   expect(after).toMatch(/^relay_memory_reserved_bytes 50$/m);
   expect(after).toMatch(/^relay_memory_waiting_uploads 0$/m);
 });
+
+test('relay_memory_overhead_bytes counts the uploads in progress besides their file bytes', async () => {
+  const metrics = new RelayMetrics();
+  const budget = new MemoryBudget(100, { perUpload: 7, largestPart: 50 });
+  metrics.watchBudget(budget);
+  const uncharge = [budget.chargeUpload(), budget.chargeUpload()];
+  expect(await metrics.registry.metrics()).toMatch(/^relay_memory_overhead_bytes 14$/m);
+  uncharge.forEach((u) => u());
+  expect(await metrics.registry.metrics()).toMatch(/^relay_memory_overhead_bytes 0$/m);
+});

@@ -20,7 +20,13 @@ test('grants at once while there is room, and counts it', async () => {
   const budget = new MemoryBudget(100);
   await expect(budget.reserve(60)).resolves.toBe(60);
   await expect(budget.reserve(40)).resolves.toBe(40);
-  expect(budget.snapshot()).toEqual({ budget: 100, reserved: 100, held: 0, waiting: 0 });
+  expect(budget.snapshot()).toEqual({
+    budget: 100,
+    reserved: 100,
+    overhead: 0,
+    held: 0,
+    waiting: 0,
+  });
   expect(budget.used).toBe(100);
 });
 
@@ -110,7 +116,13 @@ describe('accounts and reservations', () => {
     expect([account.reserved, budget.reserved]).toEqual([30, 30]);
     r.release();
     r.release(); // idempotent
-    expect(budget.snapshot()).toEqual({ budget: 100, reserved: 0, held: 0, waiting: 0 });
+    expect(budget.snapshot()).toEqual({
+      budget: 100,
+      reserved: 0,
+      overhead: 0,
+      held: 0,
+      waiting: 0,
+    });
   });
 
   test('closing an account releases whatever it still holds (a failed upload)', async () => {
@@ -133,5 +145,63 @@ describe('accounts and reservations', () => {
     r.release();
     await pending;
     expect(second.waiting).toBe(false);
+  });
+});
+
+describe("an upload's own cost (chargeUpload)", () => {
+  test('counts against the room for parts, never waits, and gives it back once', async () => {
+    const budget = new MemoryBudget(100, { perUpload: 10, largestPart: 50 });
+    const uncharge = budget.chargeUpload();
+    expect(budget.snapshot()).toMatchObject({ reserved: 0, overhead: 10 });
+    expect(budget.free).toBe(90);
+    await expect(budget.reserve(50)).resolves.toBe(50);
+    const waiter = track(budget.reserve(45)); // 40 free: waits
+    await turns();
+    expect(waiter.settled).toBe(false);
+    uncharge(); // the upload's request ended: its cost goes back and serves the waiter
+    await turns();
+    expect(waiter.value).toBe(45);
+    uncharge();
+    expect(budget.snapshot()).toMatchObject({ reserved: 95, overhead: 0 });
+  });
+
+  test('an upload arriving while the budget is used up overdraws it, and parts wait until it is back', async () => {
+    const budget = new MemoryBudget(100, { perUpload: 10, largestPart: 50 });
+    await budget.reserve(50);
+    await budget.reserve(50);
+    const uncharge = budget.chargeUpload(); // no room, yet the connection exists: counted anyway
+    expect(budget.free).toBe(-10);
+    budget.release(5);
+    const part = track(budget.reserve(1));
+    await turns();
+    expect(part.settled).toBe(false); // parts + costs (105) still above the budget
+    budget.release(11);
+    await turns();
+    expect(part.value).toBe(1);
+    expect(budget.peak.total).toBeLessThanOrEqual(100); // every grant left parts + costs within it
+    uncharge();
+  });
+
+  test('costs stop counting at the budget less one largest part: no number of uploads starves a part', async () => {
+    const budget = new MemoryBudget(100, { perUpload: 10, largestPart: 50 });
+    const uncharges = Array.from({ length: 1000 }, () => budget.chargeUpload());
+    expect(budget.overhead).toBe(50);
+    await expect(budget.reserve(50)).resolves.toBe(50); // a whole part still fits
+    // A request above the largest part is capped to it (it could never fit beside the costs).
+    const big = track(budget.reserve(80));
+    await turns();
+    expect(big.settled).toBe(false);
+    budget.release(50);
+    await turns();
+    expect(big.value).toBe(50);
+    for (const u of uncharges) u();
+    expect(budget.overhead).toBe(0);
+  });
+
+  test('without perUpload the budget counts file bytes only', () => {
+    const budget = new MemoryBudget(100);
+    budget.chargeUpload();
+    expect(budget.overhead).toBe(0);
+    expect(budget.free).toBe(100);
   });
 });
