@@ -45,7 +45,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 # 24) times one upload's throughput instead of 0.80 to 0.84 and 0.94; more garbage waits, so their
 # RSS grows more (docs/performance-notes.md). A V8 flag that NODE_OPTIONS does not accept, so it
 # is here and in `npm start`.
-# --max-semi-space-size=16: Node 20's young generation. Node 24's grows to 3 × 32 MiB under the
-# relay's steady allocation (a Buffer per socket read), every page of it resident: 1000 slow
-# uploads' RSS grew 20 to 35 MiB less with it, fast uploads ran at the same speed.
-CMD ["node", "--initial-old-space-size=64", "--max-semi-space-size=16", "dist/main.js"]
+CMD ["node", "--initial-old-space-size=64", "dist/main.js"]
