@@ -75,7 +75,8 @@ export function createApp(deps: AppDeps): express.Express {
     deps.memoryBudget ??
     new MemoryBudget(config.upload.memoryBudget, {
       perUpload: UPLOAD_OVERHEAD_BYTES,
-      largestPart: config.upload.partSize,
+      // However many uploads are in progress, two parts still fit beside their costs.
+      keepForParts: 2 * config.upload.partSize,
     });
   metrics.watchBudget(memoryBudget);
   const app = express();
@@ -115,7 +116,7 @@ export function createApp(deps: AppDeps): express.Express {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   const authenticate = clientAuth(config.auth);
-  const admit = uploadSlots(config.limits, lifecycle);
+  const admit = uploadSlots(config.limits, lifecycle, memoryBudget);
   const observer = metricsObserver(metrics);
   const engine = new UploadEngine({
     client: apivideo,

@@ -28,6 +28,7 @@ import { createHttpServer, listen } from './server';
 import { Redis } from 'ioredis';
 import { describeSessionStore, redisConnection } from './redis';
 import { RedisSessionStore } from './resumable/session-store';
+import { UPLOAD_OVERHEAD_BYTES, type MemoryBudget } from './upload/memory-budget';
 import { RedisLocker } from './resumable/upload-lock';
 import { RelayMetrics } from './metrics';
 import { createWebhooks } from './webhooks';
@@ -267,17 +268,29 @@ async function main(): Promise<void> {
   const server = createHttpServer(app, config);
   const url = await listen(server, config.port, config.host);
   const { partSize, partConcurrency, memoryBudget, memoryBudgetFrom } = config.upload;
+  const { maxConcurrentUploads } = config.limits;
+  // The budget counts each upload's own cost only up to its cap (the budget less two parts).
+  const counted = Math.min(
+    maxConcurrentUploads,
+    (app.locals.memoryBudget as MemoryBudget).uploadsCounted,
+  );
   logger.info(
     {
       url,
       partSize,
       partConcurrency,
-      maxConcurrentUploads: config.limits.maxConcurrentUploads,
+      maxConcurrentUploads,
       memoryBudgetBytes: memoryBudget,
       memoryBudgetFrom,
+      memoryBudgetUploadsCounted: counted,
     },
-    `relay listening on ${url}; uploads hold at most ${formatBytes(memoryBudget)} of file bytes together (UPLOAD_MEMORY_BUDGET: ${memoryBudgetFrom}), in parts of 5 MiB growing to ${formatBytes(partSize)}`,
+    `relay listening on ${url}; uploads hold at most ${formatBytes(memoryBudget)} together, file bytes and ${UPLOAD_OVERHEAD_BYTES / 1024} KiB each (UPLOAD_MEMORY_BUDGET: ${memoryBudgetFrom}), in parts of 5 MiB growing to ${formatBytes(partSize)}`,
   );
+  if (counted < maxConcurrentUploads)
+    logger.warn(
+      { event: 'memory_budget_small', memoryBudgetUploadsCounted: counted, maxConcurrentUploads },
+      `UPLOAD_MEMORY_BUDGET counts the own cost of only ${counted} uploads in progress (it needs ${formatBytes(2 * partSize)} for parts besides them); beyond that, uploads use memory it does not count: raise it, or lower UPLOAD_MAX_CONCURRENT`,
+    );
   if (!hasClientAuth(config.auth))
     logger.warn(
       'no client authentication is configured: anyone who can reach the relay can upload',

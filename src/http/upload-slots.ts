@@ -2,14 +2,18 @@ import type { RequestHandler } from 'express';
 import { RelayError } from '../errors';
 import { principalOf } from './client-auth';
 import type { Lifecycle } from '../lifecycle';
+import type { MemoryBudget } from '../upload/memory-budget';
 
 /**
  * Admission before a body byte is read: the process-wide and per-client limits on uploads in
- * progress, and the refusal while draining. A slot is held until the response closes.
+ * progress, and the refusal while draining. A slot is held until the response closes, and so is
+ * the upload's own cost in the memory budget (its connection, streams and parser: every route's
+ * upload requests pass here, whether or not they ever get room for a part).
  */
 export function uploadSlots(
   limits: { maxConcurrentUploads: number; maxConcurrentPerClient: number },
   lifecycle: Lifecycle,
+  budget?: MemoryBudget,
 ): RequestHandler {
   const perClient = new Map<string, number>();
   let total = 0;
@@ -43,7 +47,9 @@ export function uploadSlots(
     }
     total += 1;
     perClient.set(who, mine + 1);
+    const uncharge = budget?.chargeUpload();
     res.once('close', () => {
+      uncharge?.();
       total -= 1;
       const left = (perClient.get(who) ?? 1) - 1;
       if (left > 0) perClient.set(who, left);

@@ -456,8 +456,6 @@ class Transfer {
   private readonly internal = new AbortController();
   private readonly signal: AbortSignal;
   private readonly account: BudgetAccount;
-  /** Ends the count of this request's own cost (besides its file bytes) against the budget. */
-  private readonly uncharge: () => void;
   private readonly cutter: BudgetedCutter;
   private readonly queue: PartQueue<Video>;
   private readonly idle: IdleTimer;
@@ -534,8 +532,6 @@ class Transfer {
         ),
       ),
     );
-    // Last, so that nothing here can throw with it counted: dispose() ends it.
-    this.uncharge = memory.budget.chargeUpload();
   }
 
   async run(): Promise<TransferResult> {
@@ -789,7 +785,6 @@ class Transfer {
     this.cutter.close();
     this.earlyRoom?.release();
     this.account.close();
-    this.uncharge();
     this.idle.dispose();
     this.signal.removeEventListener('abort', this.stopReading);
   }

@@ -31,22 +31,23 @@ export interface ReserveOptions {
 export interface MemoryBudgetOptions {
   /**
    * What an upload in progress costs the process besides its file bytes (its socket reads, the
-   * streams' buffers, the request and parser in V8's heap), counted against the budget for as long
-   * as the upload's request lasts, waiting or not. 0: the budget counts file bytes only.
+   * streams' buffers, the request and parser in V8's heap), counted against the budget from its
+   * admission to its response's end, waiting or not. 0: the budget counts file bytes only.
    */
   perUpload?: number;
   /**
-   * The largest reservation (UPLOAD_PART_SIZE): per-upload costs never take this last share of the
-   * budget, so once parts drain there is always room for a whole part, however many uploads wait.
+   * Room the per-upload costs never take (the app: two parts of UPLOAD_PART_SIZE), so that however
+   * many uploads are in progress, parts can always get room once others drain. Single reservations
+   * are capped to it.
    */
-  largestPart?: number;
+  keepForParts?: number;
 }
 
 export interface BudgetSnapshot {
   budget: number;
   /** Bytes reserved by parts: what counts against the budget besides the uploads' own costs. */
   reserved: number;
-  /** Bytes counted for uploads in progress besides their file bytes (`perUpload` each). */
+  /** Bytes counted for uploads in progress besides their file bytes (`perUpload` each, capped). */
   overhead: number;
   /** Bytes actually held in reserved room (reported by the holders); never above `reserved`. */
   held: number;
@@ -62,19 +63,20 @@ interface Waiter {
 
 export class MemoryBudget {
   private reservedBytes = 0;
-  private overheadBytes = 0;
+  private uploads = 0;
   private heldBytes = 0;
   private readonly waiters: Waiter[] = [];
   private readonly perUpload: number;
-  /** The most that per-upload costs may count: the budget less one largest part. */
+  /** The most that per-upload costs may count: the budget less `keepForParts`. */
   private readonly overheadCap: number;
   /** Every single request is capped to this, so none can wait forever for room. */
   private readonly largestRequest: number;
   /**
    * The highest figures since start: what tests and benchmarks check the invariants against.
-   * `total`: parts and per-upload costs together, as they stood whenever room was granted.
+   * `atGrant`: parts and per-upload costs together just after room was granted (never above the
+   * budget; costs alone may overdraw it between grants, see `chargeUpload`).
    */
-  readonly peak = { reserved: 0, held: 0, waiting: 0, overhead: 0, total: 0 };
+  readonly peak = { reserved: 0, held: 0, waiting: 0, overhead: 0, atGrant: 0 };
 
   /** `budget`: bytes. */
   constructor(
@@ -82,19 +84,24 @@ export class MemoryBudget {
     options: MemoryBudgetOptions = {},
   ) {
     if (!(budget > 0)) throw new RangeError(`a memory budget must be positive, got ${budget}`);
-    this.perUpload = Math.max(0, Math.ceil(options.perUpload ?? 0));
-    const largest = Math.min(budget, Math.max(1, options.largestPart ?? budget));
-    this.overheadCap = budget - largest;
-    this.largestRequest = largest;
+    const perUpload = options.perUpload ?? 0;
+    const keep = options.keepForParts ?? budget;
+    if (!(perUpload >= 0) || !Number.isFinite(perUpload))
+      throw new RangeError(`perUpload must be a byte count, got ${perUpload}`);
+    if (!(keep > 0) || !Number.isFinite(keep))
+      throw new RangeError(`keepForParts must be a positive byte count, got ${keep}`);
+    this.perUpload = Math.ceil(perUpload);
+    this.largestRequest = Math.min(budget, Math.ceil(keep));
+    this.overheadCap = budget - this.largestRequest;
   }
 
   get reserved(): number {
     return this.reservedBytes;
   }
 
-  /** Alias of `reserved`: the part of the budget in use. */
+  /** The part of the budget in use: parts and the uploads' own costs. */
   get used(): number {
-    return this.reservedBytes;
+    return this.reservedBytes + this.overhead;
   }
 
   get held(): number {
@@ -107,19 +114,24 @@ export class MemoryBudget {
 
   /** Bytes counted for uploads in progress besides their file bytes. */
   get overhead(): number {
-    return this.overheadBytes;
+    return Math.min(this.uploads * this.perUpload, this.overheadCap);
+  }
+
+  /** How many uploads in progress the costs count before they reach their cap. */
+  get uploadsCounted(): number {
+    return this.perUpload > 0 ? Math.floor(this.overheadCap / this.perUpload) : 0;
   }
 
   /** Room for parts; negative while uploads that arrived when it was used up overdraw it. */
   get free(): number {
-    return this.budget - this.reservedBytes - this.overheadBytes;
+    return this.budget - this.reservedBytes - this.overhead;
   }
 
   snapshot(): BudgetSnapshot {
     return {
       budget: this.budget,
       reserved: this.reservedBytes,
-      overhead: this.overheadBytes,
+      overhead: this.overhead,
       held: this.heldBytes,
       waiting: this.waiters.length,
     };
@@ -127,21 +139,21 @@ export class MemoryBudget {
 
   /**
    * Counts one upload's cost besides its file bytes until the returned function is called (once
-   * its request ended, however). Never waits: the connection exists already, and UPLOAD_MAX_CONCURRENT
-   * bounds how many do. An upload that arrives while the budget is used up overdraws it, and no part
-   * gets room until parts and costs are back within it; costs stop counting at the budget less one
-   * largest part, so a part can always get room once others drain.
+   * its response ended, however). Never waits: the connection exists already, and
+   * UPLOAD_MAX_CONCURRENT bounds how many do. An upload that arrives while the budget is used up
+   * overdraws it, and no part gets room until parts and costs are back within it. The costs count
+   * every upload in progress up to the budget less `keepForParts`, so parts always can get room
+   * once others drain.
    */
   chargeUpload(): () => void {
-    const charged = Math.min(this.perUpload, this.overheadCap - this.overheadBytes);
-    if (charged <= 0) return () => {};
-    this.overheadBytes += charged;
-    if (this.overheadBytes > this.peak.overhead) this.peak.overhead = this.overheadBytes;
+    if (this.perUpload === 0 || this.overheadCap === 0) return () => {};
+    this.uploads += 1;
+    if (this.overhead > this.peak.overhead) this.peak.overhead = this.overhead;
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      this.overheadBytes -= charged;
+      this.uploads -= 1;
       this.serve();
     };
   }
@@ -205,8 +217,8 @@ export class MemoryBudget {
   private add(granted: number): void {
     this.reservedBytes += granted;
     if (this.reservedBytes > this.peak.reserved) this.peak.reserved = this.reservedBytes;
-    const total = this.reservedBytes + this.overheadBytes;
-    if (total > this.peak.total) this.peak.total = total;
+    const total = this.reservedBytes + this.overhead;
+    if (total > this.peak.atGrant) this.peak.atGrant = total;
   }
 
   /** Strict FIFO: the head is served first, so a big request is never starved by small ones. */

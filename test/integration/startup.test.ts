@@ -61,7 +61,18 @@ describe('no key outside production', () => {
         memoryBudgetBytes: 48 * MiB,
         memoryBudgetFrom: 'UPLOAD_MEMORY_BUDGET',
       });
-      expect(listening).toContain('at most 48 MiB of file bytes together');
+      expect(listening).toContain('at most 48 MiB together, file bytes and 128 KiB each');
+      // 48 MiB less two 5 MiB parts is 38 MiB: the own cost of 304 uploads, fewer than the
+      // 1000 UPLOAD_MAX_CONCURRENT lets in, so the operator is told.
+      expect(JSON.parse(listening)).toMatchObject({ memoryBudgetUploadsCounted: 304 });
+      const small = relay
+        .output()
+        .split('\n')
+        .find((l) => l.includes('memory_budget_small'));
+      expect(JSON.parse(small!)).toMatchObject({
+        memoryBudgetUploadsCounted: 304,
+        maxConcurrentUploads: 1000,
+      });
       const emulatorUrl = (JSON.parse(lines[0]!) as { emulator: string }).emulator;
       expect(emulatorUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const { stdout } = await exec('curl', [

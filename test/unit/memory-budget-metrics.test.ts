@@ -22,7 +22,7 @@ test('relay_memory_budget_bytes, relay_memory_reserved_bytes and waiting uploads
 
 test('relay_memory_overhead_bytes counts the uploads in progress besides their file bytes', async () => {
   const metrics = new RelayMetrics();
-  const budget = new MemoryBudget(100, { perUpload: 7, largestPart: 50 });
+  const budget = new MemoryBudget(100, { perUpload: 7, keepForParts: 50 });
   metrics.watchBudget(budget);
   const uncharge = [budget.chargeUpload(), budget.chargeUpload()];
   expect(await metrics.registry.metrics()).toMatch(/^relay_memory_overhead_bytes 14$/m);

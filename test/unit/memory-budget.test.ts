@@ -150,7 +150,7 @@ describe('accounts and reservations', () => {
 
 describe("an upload's own cost (chargeUpload)", () => {
   test('counts against the room for parts, never waits, and gives it back once', async () => {
-    const budget = new MemoryBudget(100, { perUpload: 10, largestPart: 50 });
+    const budget = new MemoryBudget(100, { perUpload: 10, keepForParts: 50 });
     const uncharge = budget.chargeUpload();
     expect(budget.snapshot()).toMatchObject({ reserved: 0, overhead: 10 });
     expect(budget.free).toBe(90);
@@ -166,7 +166,7 @@ describe("an upload's own cost (chargeUpload)", () => {
   });
 
   test('an upload arriving while the budget is used up overdraws it, and parts wait until it is back', async () => {
-    const budget = new MemoryBudget(100, { perUpload: 10, largestPart: 50 });
+    const budget = new MemoryBudget(100, { perUpload: 10, keepForParts: 50 });
     await budget.reserve(50);
     await budget.reserve(50);
     const uncharge = budget.chargeUpload(); // no room, yet the connection exists: counted anyway
@@ -178,12 +178,12 @@ describe("an upload's own cost (chargeUpload)", () => {
     budget.release(11);
     await turns();
     expect(part.value).toBe(1);
-    expect(budget.peak.total).toBeLessThanOrEqual(100); // every grant left parts + costs within it
+    expect(budget.peak.atGrant).toBeLessThanOrEqual(100); // every grant left parts + costs within it
     uncharge();
   });
 
   test('costs stop counting at the budget less one largest part: no number of uploads starves a part', async () => {
-    const budget = new MemoryBudget(100, { perUpload: 10, largestPart: 50 });
+    const budget = new MemoryBudget(100, { perUpload: 10, keepForParts: 50 });
     const uncharges = Array.from({ length: 1000 }, () => budget.chargeUpload());
     expect(budget.overhead).toBe(50);
     await expect(budget.reserve(50)).resolves.toBe(50); // a whole part still fits
@@ -196,6 +196,29 @@ describe("an upload's own cost (chargeUpload)", () => {
     expect(big.value).toBe(50);
     for (const u of uncharges) u();
     expect(budget.overhead).toBe(0);
+  });
+
+  test('uploads beyond the cap are counted once earlier ones leave (a count, not a first-come share)', () => {
+    const budget = new MemoryBudget(100, { perUpload: 10, keepForParts: 50 });
+    expect(budget.uploadsCounted).toBe(5);
+    const uncharges = Array.from({ length: 8 }, () => budget.chargeUpload());
+    expect(budget.overhead).toBe(50);
+    uncharges.slice(0, 3).forEach((u) => u()); // the first three leave: five remain, all counted
+    expect(budget.overhead).toBe(50);
+    uncharges[3]!();
+    expect(budget.overhead).toBe(40);
+    uncharges.slice(4).forEach((u) => u());
+    expect(budget.snapshot()).toMatchObject({ overhead: 0 });
+    expect(budget.used).toBe(0);
+  });
+
+  test('options that are not byte counts are refused, not turned into NaN figures', () => {
+    expect(() => new MemoryBudget(100, { perUpload: Number.NaN })).toThrow(RangeError);
+    expect(() => new MemoryBudget(100, { perUpload: -1 })).toThrow(RangeError);
+    expect(() => new MemoryBudget(100, { keepForParts: 0 })).toThrow(RangeError);
+    expect(() => new MemoryBudget(100, { keepForParts: Number.POSITIVE_INFINITY })).toThrow(
+      RangeError,
+    );
   });
 
   test('without perUpload the budget counts file bytes only', () => {
