@@ -69,7 +69,7 @@ export class RelayMetrics {
   private budget: MemoryBudget | undefined;
   readonly memoryBudgetBytes = this.budgetGauge(
     'relay_memory_budget_bytes',
-    'UPLOAD_MEMORY_BUDGET: file bytes all uploads may hold together',
+    'UPLOAD_MEMORY_BUDGET: what all uploads may hold together (file bytes and their own costs)',
     (b) => b.budget,
   );
   readonly memoryReservedBytes = this.budgetGauge(

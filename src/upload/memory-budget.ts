@@ -6,11 +6,14 @@
  * the part's first byte, so an upload that holds an unfinished part can always finish it without
  * asking for more. Waiting for room happens only between parts, when the upload holds no unfinished
  * part, and the parts it waits on (its own and others' in flight) need no room to finish: no cycle,
- * no deadlock, whatever the number of uploads against the number of part slots.
+ * no deadlock, whatever the number of uploads against the number of part slots. The uploads' own
+ * costs never wait and never take the last `keepForParts` of the budget, so they cannot close that
+ * loop: however many uploads wait (each with its cost counted), parts in flight drain into room.
  *
  * When the budget is used up, uploads wait in FIFO order (the caller stops reading its socket: TCP
  * backpressure) instead of being refused; a wait ends when room frees or its AbortSignal fires.
  */
+
 /**
  * What the relay counts against the budget for each upload in progress, besides its file bytes:
  * its socket reads and the streams' 16 KiB buffers, the request, parser and engine objects in V8's
