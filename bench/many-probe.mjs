@@ -36,7 +36,10 @@ const relay = await startProcess(
     ...JSON.parse(process.env.ENV ?? '{}'),
   },
   FLAGS,
-);
+).catch(async (err) => {
+  await sink.stop();
+  throw err;
+});
 
 async function scrape() {
   const text = await (await request(`${relay.url}/metrics`)).body.text();
@@ -70,15 +73,20 @@ try {
     }
   })();
   const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, relay.rss())), 100);
-  const answers = await Promise.all(
-    Array.from({ length: N }, async (_, i) => {
-      await sleep((10_000 * i) / N);
-      return uploadForm(relay.url, 3 * MiB, { bytesPerSecond: 64 * 1024 });
-    }),
-  );
-  done = true;
-  clearInterval(rssTimer);
-  await poll;
+  let answers;
+  try {
+    answers = await Promise.all(
+      Array.from({ length: N }, async (_, i) => {
+        await sleep((10_000 * i) / N);
+        return uploadForm(relay.url, 3 * MiB, { bytesPerSecond: 64 * 1024 });
+      }),
+    );
+  } finally {
+    // A failed upload must not leave the poll and the timer keeping the process alive.
+    done = true;
+    clearInterval(rssTimer);
+    await poll;
+  }
   const growth = (at, name) => +((at[name] - idle[name]) / MiB).toFixed(1);
   const split = (at) => ({
     rss: growth(at, 'rss'),

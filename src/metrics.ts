@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { MemoryBudget } from './upload/memory-budget';
+import { UPLOAD_OVERHEAD_BYTES, type MemoryBudget } from './upload/memory-budget';
 
 /**
  * The relay's Prometheus metrics, on a registry of its own (tests build several apps in one
@@ -79,7 +79,7 @@ export class RelayMetrics {
   );
   readonly memoryOverheadBytes = this.budgetGauge(
     'relay_memory_overhead_bytes',
-    'Bytes of the memory budget counted for uploads in progress besides their file bytes (128 KiB each)',
+    `Bytes of the memory budget counted for uploads in progress besides their file bytes (${UPLOAD_OVERHEAD_BYTES / 1024} KiB each)`,
     (b) => b.overhead,
   );
   readonly memoryWaitingUploads = this.budgetGauge(

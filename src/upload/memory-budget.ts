@@ -21,7 +21,7 @@
  * slow clients"): 130 to 190 KiB each beyond the blocks holding their file bytes, of which a fixed
  * part (the blocks the pool keeps, V8's young generation) does not grow with their number. Counted
  * in the budget, RSS stays near the budget whatever the number of uploads, instead of the budget
- * plus 15 to 20 % at 1000.
+ * plus 16 to 20 % at 1000.
  */
 export const UPLOAD_OVERHEAD_BYTES = 128 * 1024;
 
@@ -93,6 +93,9 @@ export class MemoryBudget {
       throw new RangeError(`perUpload must be a byte count, got ${perUpload}`);
     if (!(keep > 0) || !Number.isFinite(keep))
       throw new RangeError(`keepForParts must be a positive byte count, got ${keep}`);
+    // Without it the costs could take the whole budget (or, capped at 0, count nothing).
+    if (perUpload > 0 && options.keepForParts === undefined)
+      throw new RangeError('perUpload needs keepForParts: the room the costs never take');
     this.perUpload = Math.ceil(perUpload);
     this.largestRequest = Math.min(budget, Math.ceil(keep));
     this.overheadCap = budget - this.largestRequest;

@@ -335,6 +335,40 @@ describe("every route's upload requests count their own cost while they last", (
     expect(status).toBe(204);
   });
 
+  test('from admission: a multipart POST /v1/videos still in its fields (no part yet) is counted', async () => {
+    const { relay } = redisRelay;
+    const budget = relay.memoryBudget;
+    const form = new Multipart();
+    const data = randomFillSync(Buffer.allocUnsafe(MiB));
+    const tail = Buffer.concat([form.fileHead(), data, form.fileEnd(), form.end()]);
+    const h = held(form.field('title', 'fields first'), Buffer.alloc(0), tail);
+    const answer = request(`${relay.url}/v1/videos`, {
+      method: 'POST',
+      headers: {
+        ...auth(TOKEN_A),
+        'content-type': form.contentType,
+        'content-length': String(h.length),
+      },
+      body: h.body,
+    }).then(async (r) => (await r.body.dump(), r.statusCode));
+    try {
+      await eventually(() => budget.overhead === UPLOAD_OVERHEAD_BYTES);
+      expect(budget.snapshot()).toMatchObject({ reserved: 0, held: 0 });
+    } finally {
+      h.finish();
+    }
+    expect(await answer).toBe(201);
+    await eventually(() => budget.overhead === 0);
+  });
+
+  test('a request refused after admission (a tus PATCH at the wrong offset) gives its cost back', async () => {
+    const { relay } = redisRelay;
+    const path = await createUpload(relay.url, MiB);
+    const answer = await patch(relay.url, path, 5, Buffer.alloc(10));
+    expect(answer.status).toBe(409);
+    await eventually(() => relay.memoryBudget.overhead === 0);
+  });
+
   test("api.video's POST /upload?token=", async () => {
     const { relay } = redisRelay;
     const minted = await mintUploadToken(relay.url, TOKEN_A);

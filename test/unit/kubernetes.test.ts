@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { parseSize, SECRET_SETTINGS } from '../../src/config';
+import { UPLOAD_OVERHEAD_BYTES } from '../../src/upload/memory-budget';
 
 const ROOT = join(__dirname, '../..');
 const OVERLAY = join(ROOT, 'deploy/kubernetes/overlays/example');
@@ -194,10 +195,16 @@ test('memory: request = limit, UPLOAD_MEMORY_BUDGET at most 75 % of it, and RSS 
   expect(budget).toBeLessThanOrEqual(0.75 * limit);
   // README, "Sizing memory": ~90 MiB idle + the budget (the uploads' own costs inside it) + what
   // it does not count: up to 2 × min(64 MiB, budget / 8) of pooled blocks, V8's young generation
-  // (32 MiB at a 1 GiB limit), let-go blocks waiting for a collection (a 64 MiB margin here).
+  // (32 MiB at a 1 GiB limit), and the overdraft of uploads that arrive while parts fill the
+  // budget (their costs, until parts drain).
   const MiB = 2 ** 20;
   const pooled = 2 * Math.min(64 * MiB, budget / 8);
-  expect(90 * MiB + budget + pooled + 32 * MiB + 64 * MiB).toBeLessThanOrEqual(limit);
+  const maxUploads = Number(env().UPLOAD_MAX_CONCURRENT ?? 1000); // config's default
+  const partSize = parseSize(env().UPLOAD_PART_SIZE ?? '16MiB')!; // config's default
+  const overdraft = Math.min(maxUploads * UPLOAD_OVERHEAD_BYTES, budget - 2 * partSize);
+  expect(90 * MiB + budget + pooled + 32 * MiB + overdraft).toBeLessThanOrEqual(limit);
+  // Every upload UPLOAD_MAX_CONCURRENT lets in has its own cost counted (none beyond the cap).
+  expect(budget - 2 * partSize).toBeGreaterThanOrEqual(maxUploads * UPLOAD_OVERHEAD_BYTES);
   expect(requests.cpu).toBeDefined();
 });
 

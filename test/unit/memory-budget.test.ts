@@ -216,6 +216,7 @@ describe("an upload's own cost (chargeUpload)", () => {
     expect(() => new MemoryBudget(100, { perUpload: Number.NaN })).toThrow(RangeError);
     expect(() => new MemoryBudget(100, { perUpload: -1 })).toThrow(RangeError);
     expect(() => new MemoryBudget(100, { keepForParts: 0 })).toThrow(RangeError);
+    expect(() => new MemoryBudget(100, { perUpload: 10 })).toThrow(/keepForParts/);
     expect(() => new MemoryBudget(100, { keepForParts: Number.POSITIVE_INFINITY })).toThrow(
       RangeError,
     );
