@@ -253,8 +253,18 @@ describe("every route's upload requests count their own cost while they last", (
   );
   afterAll(() => redisRelay.close());
 
-  /** A body that sends `head` and its first 64 KiB of `data`, then the rest once told. */
-  function held(head: Buffer, data: Buffer, tail: Buffer) {
+  /**
+   * A request whose body sends `head` and the first 64 KiB of `data`, then the rest once told;
+   * `answer` is its status, the body read to its end.
+   */
+  function held(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    head: Buffer,
+    data: Buffer,
+    tail: Buffer,
+  ) {
     let finish!: () => void;
     const finished = new Promise<void>((r) => (finish = r));
     async function* body() {
@@ -264,19 +274,20 @@ describe("every route's upload requests count their own cost while they last", (
       yield data.subarray(64 * 1024);
       yield tail;
     }
-    return { body: Readable.from(body()), finish, length: head.length + data.length + tail.length };
+    const length = head.length + data.length + tail.length;
+    const answer = request(`${redisRelay.relay.url}${path}`, {
+      method,
+      headers: { ...headers, 'content-length': String(length) },
+      body: Readable.from(body()),
+    }).then(async (r) => (await r.body.dump(), r.statusCode));
+    return { answer, finish };
   }
 
-  async function whileHeld(
-    start: (h: ReturnType<typeof held>) => Promise<number>,
-    head: Buffer,
-    data: Buffer,
-    tail: Buffer,
-  ): Promise<number> {
+  /** Sends a held request; while it holds file bytes its cost is counted, and after, not. */
+  async function whileHeld(...args: Parameters<typeof held>): Promise<number> {
     const { relay } = redisRelay;
     const budget = relay.memoryBudget;
-    const h = held(head, data, tail);
-    const answer = start(h);
+    const h = held(...args);
     try {
       await eventually(() => budget.held > 0);
       expect(budget.overhead).toBe(UPLOAD_OVERHEAD_BYTES);
@@ -284,80 +295,47 @@ describe("every route's upload requests count their own cost while they last", (
     } finally {
       h.finish();
     }
-    const status = await answer;
+    const status = await h.answer;
     await eventually(() => budget.overhead === 0);
     return status;
   }
 
+  const none = Buffer.alloc(0);
+
   test('POST /v1/videos (raw body)', async () => {
-    const { relay } = redisRelay;
     const data = randomFillSync(Buffer.allocUnsafe(MiB));
-    const status = await whileHeld(
-      (h) =>
-        request(`${relay.url}/v1/videos`, {
-          method: 'POST',
-          headers: {
-            ...auth(TOKEN_A),
-            'content-type': 'video/mp4',
-            'content-length': String(h.length),
-          },
-          body: h.body,
-        }).then(async (r) => (await r.body.dump(), r.statusCode)),
-      Buffer.alloc(0),
-      data,
-      Buffer.alloc(0),
-    );
-    expect(status).toBe(201);
+    const headers = { ...auth(TOKEN_A), 'content-type': 'video/mp4' };
+    expect(await whileHeld('POST', '/v1/videos', headers, none, data, none)).toBe(201);
   });
 
   test('a tus PATCH', async () => {
     const { relay } = redisRelay;
     const data = randomFillSync(Buffer.allocUnsafe(MiB));
     const path = await createUpload(relay.url, data.length);
-    expect(redisRelay.relay.memoryBudget.overhead).toBe(0); // creation ended: not counted any more
-    const status = await whileHeld(
-      (h) =>
-        request(`${relay.url}${path}`, {
-          method: 'PATCH',
-          headers: {
-            ...auth(TOKEN_A),
-            'Tus-Resumable': '1.0.0',
-            'Upload-Offset': '0',
-            'content-type': 'application/offset+octet-stream',
-            'content-length': String(h.length),
-          },
-          body: h.body,
-        }).then(async (r) => (await r.body.dump(), r.statusCode)),
-      Buffer.alloc(0),
-      data,
-      Buffer.alloc(0),
-    );
-    expect(status).toBe(204);
+    expect(relay.memoryBudget.overhead).toBe(0); // creation ended: not counted any more
+    const headers = {
+      ...auth(TOKEN_A),
+      'Tus-Resumable': '1.0.0',
+      'Upload-Offset': '0',
+      'content-type': 'application/offset+octet-stream',
+    };
+    expect(await whileHeld('PATCH', path, headers, none, data, none)).toBe(204);
   });
 
   test('from admission: a multipart POST /v1/videos still in its fields (no part yet) is counted', async () => {
-    const { relay } = redisRelay;
-    const budget = relay.memoryBudget;
+    const budget = redisRelay.relay.memoryBudget;
     const form = new Multipart();
     const data = randomFillSync(Buffer.allocUnsafe(MiB));
     const tail = Buffer.concat([form.fileHead(), data, form.fileEnd(), form.end()]);
-    const h = held(form.field('title', 'fields first'), Buffer.alloc(0), tail);
-    const answer = request(`${relay.url}/v1/videos`, {
-      method: 'POST',
-      headers: {
-        ...auth(TOKEN_A),
-        'content-type': form.contentType,
-        'content-length': String(h.length),
-      },
-      body: h.body,
-    }).then(async (r) => (await r.body.dump(), r.statusCode));
+    const headers = { ...auth(TOKEN_A), 'content-type': form.contentType };
+    const h = held('POST', '/v1/videos', headers, form.field('title', 'fields first'), none, tail);
     try {
       await eventually(() => budget.overhead === UPLOAD_OVERHEAD_BYTES);
       expect(budget.snapshot()).toMatchObject({ reserved: 0, held: 0 });
     } finally {
       h.finish();
     }
-    expect(await answer).toBe(201);
+    expect(await h.answer).toBe(201);
     await eventually(() => budget.overhead === 0);
   });
 
@@ -370,21 +348,12 @@ describe("every route's upload requests count their own cost while they last", (
   });
 
   test("api.video's POST /upload?token=", async () => {
-    const { relay } = redisRelay;
-    const minted = await mintUploadToken(relay.url, TOKEN_A);
+    const minted = await mintUploadToken(redisRelay.relay.url, TOKEN_A);
     const form = new Multipart();
     const data = randomFillSync(Buffer.allocUnsafe(MiB));
-    const status = await whileHeld(
-      (h) =>
-        request(`${relay.url}/upload?token=${minted.token}`, {
-          method: 'POST',
-          headers: { 'content-type': form.contentType, 'content-length': String(h.length) },
-          body: h.body,
-        }).then(async (r) => (await r.body.dump(), r.statusCode)),
-      form.fileHead(),
-      data,
-      Buffer.concat([form.fileEnd(), form.end()]),
-    );
-    expect(status).toBe(201);
+    const tail = Buffer.concat([form.fileEnd(), form.end()]);
+    const headers = { 'content-type': form.contentType };
+    const path = `/upload?token=${minted.token}`;
+    expect(await whileHeld('POST', path, headers, form.fileHead(), data, tail)).toBe(201);
   });
 });
