@@ -347,6 +347,41 @@ describe("every route's upload requests count their own cost while they last", (
     await eventually(() => relay.memoryBudget.overhead === 0);
   });
 
+  test.each([
+    ['in its form fields', 'fields'],
+    ['with a part half sent', 'part'],
+  ])('a client that leaves %s gives its cost and its room back', async (_step, step) => {
+    const { relay } = redisRelay;
+    const budget = relay.memoryBudget;
+    const form = new Multipart();
+    const controller = new AbortController();
+    const gone = request(`${relay.url}/v1/videos`, {
+      method: 'POST',
+      headers: {
+        ...auth(TOKEN_A),
+        'content-type': form.contentType,
+        'content-length': String(10 * MiB),
+      },
+      body: Readable.from(
+        (async function* () {
+          yield form.field('title', 'leaves');
+          if (step === 'part') {
+            yield form.fileHead();
+            yield randomFillSync(Buffer.allocUnsafe(MiB));
+          }
+          await new Promise(() => undefined); // never more
+        })(),
+      ),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await eventually(() =>
+      step === 'part' ? budget.held > 0 : budget.overhead === UPLOAD_OVERHEAD_BYTES,
+    );
+    controller.abort();
+    await gone;
+    await eventually(() => budget.overhead === 0 && budget.reserved === 0 && budget.held === 0);
+  });
+
   test("api.video's POST /upload?token=", async () => {
     const minted = await mintUploadToken(redisRelay.relay.url, TOKEN_A);
     const form = new Multipart();
