@@ -17,44 +17,41 @@ import { uploadRoute } from './http/upload-route';
 import { uploadSlots } from './http/upload-slots';
 import { getVideoRoute } from './http/videos-route';
 import openapi from './http/openapi.json';
-import { Lifecycle } from './lifecycle';
-import { MemorySessionStore, type SessionStore } from './resumable/session-store';
-import { MemoryLocker, type UploadLocker } from './resumable/upload-lock';
+import type { Lifecycle } from './lifecycle';
+import type { RelayMetrics } from './metrics';
 import { resumableRoutes } from './resumable/tus-routes';
-import { RelayMetrics } from './metrics';
-import { UploadEngine } from './upload/engine';
-import type { OutcomeSink } from './upload/outcome';
-import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
-import { MemoryBudget, UPLOAD_OVERHEAD_BYTES } from './upload/memory-budget';
-import { webhooksRoutes } from './webhooks/routes';
-import type { WebhookSink } from './webhooks/sink';
+import type { UploadSessions } from './resumable/upload-sessions';
+import type { UploadObserver } from './upload/contract';
+import type { UploadEngine } from './upload/engine';
+import type { MemoryBudget } from './upload/memory-budget';
 import { uploadTokenAuth, withUploadTokens } from './upload-tokens/auth';
 import { uploadTokenRoutes } from './upload-tokens/routes';
 import { tokenUploadRoutes } from './upload-tokens/upload-endpoint';
-import { MemoryUploadTokenStore } from './upload-tokens/store';
-import { UploadTokens } from './upload-tokens/tokens';
+import type { UploadTokens } from './upload-tokens/tokens';
+import { webhooksRoutes } from './webhooks/routes';
+import type { WebhookSink } from './webhooks/sink';
 
 export interface AppDeps {
   config: Config;
   logger: Logger;
   apivideo: ApiVideoClient;
+  /** /readyz. */
   readiness: Readiness;
-  metrics?: RelayMetrics;
-  lifecycle?: Lifecycle;
-  /** Where the upload page's files are (RELAY_DEMO_PAGE). */
-  publicDir?: string;
-  /** UPLOAD_MEMORY_BUDGET, shared by every route; built from the config when not given. */
-  memoryBudget?: MemoryBudget;
-  /** Resumable uploads' sessions and locks; in memory when not given. */
-  resumable?: { sessions: SessionStore; locker: UploadLocker };
-  /** Consumers of every upload's outcome, besides the built-in log line and metrics. */
-  outcomeSinks?: OutcomeSink[];
+  metrics: RelayMetrics;
+  lifecycle: Lifecycle;
+  /** UPLOAD_MEMORY_BUDGET, shared by every route. */
+  memoryBudget: MemoryBudget;
+  engine: UploadEngine;
+  observer: UploadObserver;
+  /** Resumable and chunked uploads' sessions, locks and sweep. */
+  sessions: UploadSessions;
+  uploadTokens: UploadTokens;
   /** Set when RELAY_WEBHOOK_URL is: `POST /v1/webhooks/test` sends through it. */
   webhooks?: WebhookSink;
   /** What GET /v1/info tells about the upstream; from config.useEmbeddedEmulator when not given. */
   upstream?: 'emulator' | 'api.video';
-  /** Upload tokens (POST /v1/upload-tokens); in memory when not given. */
-  uploadTokens?: UploadTokens;
+  /** Where the upload page's files are (RELAY_DEMO_PAGE). */
+  publicDir?: string;
 }
 
 const PUBLIC_DIR = join(__dirname, '..', 'public');
@@ -66,19 +63,9 @@ const ERRORS_PAGE = join(BUILT_ASSETS, 'docs', 'errors.html');
 /** The standalone emulator's default key (npm run emulator, docker-compose): never an api.video key. */
 const STANDALONE_EMULATOR_KEY = 'emulator-key';
 
-/** Builds the relay from explicit parts: no environment, no globals, so tests can build many. */
+/** Routes and middleware over the relay's parts (src/relay.ts builds them): no state of its own. */
 export function createApp(deps: AppDeps): express.Express {
-  const { config, logger, apivideo } = deps;
-  const metrics = deps.metrics ?? new RelayMetrics();
-  const lifecycle = deps.lifecycle ?? new Lifecycle();
-  const memoryBudget =
-    deps.memoryBudget ??
-    new MemoryBudget(config.upload.memoryBudget, {
-      perUpload: UPLOAD_OVERHEAD_BYTES,
-      // However many uploads are in progress, two parts still fit beside their costs.
-      keepForParts: 2 * config.upload.partSize,
-    });
-  metrics.watchBudget(memoryBudget);
+  const { config, logger, apivideo, metrics, lifecycle, engine, sessions, uploadTokens } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -105,29 +92,13 @@ export function createApp(deps: AppDeps): express.Express {
       res.sendFile(TUS_BROWSER_BUNDLE, { maxAge: '1d' }),
     );
   }
-  // Resumable uploads need their session store: without it the relay is not ready.
-  const storeReady = () => deps.resumable?.sessions.isReady() ?? true;
-  app.use(
-    healthRoutes({
-      isReady: () => !lifecycle.draining && deps.readiness.isReady() && storeReady(),
-    }),
-  );
+  app.use(healthRoutes(deps.readiness));
   app.get('/metrics', metricsAuth(config.auth.metricsToken), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   const authenticate = clientAuth(config.auth);
-  const admit = uploadSlots(config.limits, lifecycle, memoryBudget);
-  const observer = metricsObserver(metrics);
-  const engine = new UploadEngine({
-    client: apivideo,
-    settings: config.upload,
-    budget: memoryBudget,
-    observer,
-    sinks: [new OutcomeRecorder(metrics, logger), ...(deps.outcomeSinks ?? [])],
-    logger,
-  });
+  const admit = uploadSlots(config.limits, lifecycle, deps.memoryBudget);
   const guards = { lifecycle, metrics, requestTimeoutMs: config.upload.requestTimeoutMs };
-  const uploadTokens = deps.uploadTokens ?? new UploadTokens(new MemoryUploadTokenStore());
   app.use(uploadTokenRoutes(uploadTokens, authenticate));
   app.post(
     '/v1/videos',
@@ -141,42 +112,37 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
   app.get('/v1/videos/:videoId', authenticate, getVideoRoute(apivideo));
-  const sessions = deps.resumable?.sessions ?? new MemorySessionStore();
-  // One lock per upload, whatever the route: across replicas when the sessions are in Redis.
-  const locker = deps.resumable?.locker ?? new MemoryLocker();
-  const resumable = resumableRoutes({
-    ...guards,
-    engine,
-    sessions,
-    locker,
-    observer,
-    logger,
-    // tus creation starts an upload (and counts the token's use); every later request continues it.
-    authenticate: withUploadTokens(
-      uploadTokens,
-      (req) => (req.method === 'POST' ? 'start-now' : 'continue'),
-      authenticate,
-    ),
-    admit,
-    ttlMs: config.resumable.sessionTtlMs,
-    maxSessionsPerClient: config.resumable.maxSessionsPerClient,
-    maxStoredBytes: config.resumable.maxStoredBytes,
-    metadataLimits: {
-      maxEntries: config.limits.maxFields,
-      maxValueBytes: config.limits.maxFieldSize,
-    },
-  });
+  app.use(
+    resumableRoutes({
+      ...guards,
+      engine,
+      sessions,
+      observer: deps.observer,
+      logger,
+      // tus creation starts an upload (and counts the token's use); every later request continues it.
+      authenticate: withUploadTokens(
+        uploadTokens,
+        (req) => (req.method === 'POST' ? 'start-now' : 'continue'),
+        authenticate,
+      ),
+      admit,
+      ttlMs: config.resumable.sessionTtlMs,
+      maxSessionsPerClient: config.resumable.maxSessionsPerClient,
+      maxStoredBytes: config.resumable.maxStoredBytes,
+      metadataLimits: {
+        maxEntries: config.limits.maxFields,
+        maxValueBytes: config.limits.maxFieldSize,
+      },
+    }),
+  );
   app.use(webhooksRoutes({ sink: deps.webhooks, authenticate }));
-  app.use(resumable.router);
-  app.locals.resumable = resumable;
-  app.locals.memoryBudget = memoryBudget;
   app.use(
     tokenUploadRoutes({
       ...guards,
       tokens: uploadTokens,
-      locker,
+      sessions,
       engine,
-      observer,
+      observer: deps.observer,
       admit,
       formLimits: { fields: config.limits.maxFields, fieldSize: config.limits.maxFieldSize },
       logger,

@@ -75,6 +75,8 @@ export interface Config {
     redisSentinels: Array<{ host: string; port: number }>;
     /** The primary's name as the Sentinels know it. */
     redisSentinelName: string;
+    /** How long any Redis command may take before the relay gives up on it (a hung Redis). */
+    redisCommandTimeoutMs: number;
     sessionTtlMs: number;
     /** Unfinished resumable uploads one client may have at once. */
     maxSessionsPerClient: number;
@@ -348,6 +350,7 @@ export function loadConfig(
       redisCaFile: redisCaFile(r),
       redisSentinels: redisSentinels(r),
       redisSentinelName: r.raw('REDIS_SENTINEL_NAME') ?? 'mymaster',
+      redisCommandTimeoutMs: r.int('REDIS_COMMAND_TIMEOUT_MS', 2000, 100, 60_000),
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
       maxSessionsPerClient: r.int('UPLOAD_MAX_SESSIONS_PER_CLIENT', 20, 1, 100_000),
       maxStoredBytes: r.size('UPLOAD_SESSION_STORE_MAX_BYTES', 1024 * MiB, 5 * MiB, 2 ** 50),

@@ -33,6 +33,8 @@ export const ERROR_TABLE = {
   upstream_tls_error: { status: 502, title: 'api.video’s TLS certificate is not trusted' },
   upstream_key_rejected: { status: 502, title: 'api.video rejected the relay’s API key' },
   upload_not_found: { status: 404, title: 'No such resumable upload' },
+  upload_expired: { status: 410, title: 'The upload expired' },
+  tus_concatenation_unsupported: { status: 400, title: 'tus concatenation is not supported' },
   invalid_tus_header: { status: 400, title: 'Invalid tus header' },
   tus_version_unsupported: { status: 412, title: 'Unsupported tus version' },
   offset_mismatch: { status: 409, title: 'Upload-Offset does not match the upload' },
@@ -114,4 +116,35 @@ export function toProblem(err: RelayError, requestId: string): Problem {
     code: err.code,
     requestId,
   };
+}
+
+/** Redis trouble, as every route answers it: 503 with a retry hint, never the driver's words. */
+export function sessionStoreUnavailable(cause?: unknown): RelayError {
+  return new RelayError(
+    'session_store_unavailable',
+    'Resumable uploads and upload tokens are unavailable for a moment: the session store cannot be reached. Retry shortly.',
+    { cause, headers: { 'Retry-After': '5' } },
+  );
+}
+
+/**
+ * The same object, whose every method fails fast with `sessionStoreUnavailable` while `ready()`
+ * says the store is away, and turns any failure of the store into it.
+ */
+export function failingFast<T extends object>(store: T, ready: () => boolean): T {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== 'function' || property === 'constructor') return value;
+      return async (...args: unknown[]) => {
+        if (!ready()) throw sessionStoreUnavailable();
+        try {
+          return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        } catch (err) {
+          if (err instanceof RelayError) throw err;
+          throw sessionStoreUnavailable(err);
+        }
+      };
+    },
+  });
 }

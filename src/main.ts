@@ -10,7 +10,6 @@ import { resolve } from 'node:path';
 import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
-import { createApp } from './app';
 import {
   ConfigError,
   formatBytes,
@@ -21,21 +20,13 @@ import {
 } from './config';
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
-import { Lifecycle } from './lifecycle';
 import { DotEnvError, dotEnvAdditions, readBeforeStart } from './dotenv';
 import { createLogger, prettyLogsWanted, type Logger } from './logger';
 import { createHttpServer, listen } from './server';
-import { Redis } from 'ioredis';
-import { describeSessionStore, redisConnection } from './redis';
-import { RedisSessionStore } from './resumable/session-store';
-import { UPLOAD_OVERHEAD_BYTES, type MemoryBudget } from './upload/memory-budget';
-import { RedisLocker } from './resumable/upload-lock';
-import { RelayMetrics } from './metrics';
-import { createWebhooks } from './webhooks';
+import { describeSessionStore } from './redis';
+import { createRelay } from './relay';
+import { UPLOAD_OVERHEAD_BYTES } from './upload/memory-budget';
 import { detectSystemMemory } from './system-memory';
-import { MemoryUploadTokenStore } from './upload-tokens/store';
-import { RedisUploadTokenStore } from './upload-tokens/redis-store';
-import { UploadTokens } from './upload-tokens/tokens';
 
 function fail(message: string): never {
   console.error(message);
@@ -137,65 +128,6 @@ function redisCa(config: Config): string | undefined {
   }
 }
 
-/** Sessions and locks of resumable uploads: shared in Redis, or in this process only. */
-function resumableStorage(config: Config, logger: Logger) {
-  logger.info(`session store: ${describeSessionStore(config.resumable)}`);
-  const url = config.resumable.redisUrl;
-  if (!url) return undefined;
-  const redis = new Redis(
-    url,
-    redisConnection(
-      url,
-      // Fail fast while Redis is away (503 session_store_unavailable), rather than queue commands.
-      {
-        ca: redisCa(config),
-        maxRetriesPerRequest: 1,
-        enableOfflineQueue: false,
-        enableAutoPipelining: true,
-      },
-      config.resumable,
-    ),
-  );
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
-  const prefix = config.resumable.redisKeyPrefix;
-  return {
-    sessions: new RedisSessionStore(redis, prefix),
-    locker: new RedisLocker(redis, prefix),
-    uploadTokens: new RedisUploadTokenStore(redis, `${prefix}upload-token:`),
-  };
-}
-
-/** Webhooks, when RELAY_WEBHOOK_URL is set: the outbox in Redis with REDIS_URL, else in memory. */
-function webhookDelivery(
-  config: Config,
-  logger: Logger,
-  dispatcher: ReturnType<typeof upstreamDispatcher>,
-  metrics: RelayMetrics,
-) {
-  if (config.webhooks.urls.length === 0) return undefined;
-  const url = config.resumable.redisUrl;
-  // A connection of its own, so claims never queue behind upload traffic. While Redis is away a
-  // write fails within 2 s rather than holding the client's answer, and the event is held in
-  // memory until Redis is back (src/webhooks/outbox.ts, HoldingOutbox).
-  const redis = url
-    ? new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 2000, enableAutoPipelining: true })
-    : undefined;
-  redis?.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection trouble'));
-  if (!redis)
-    logger.warn(
-      'REDIS_URL is not set: webhook events wait in this process memory, and those not yet delivered are lost if it stops',
-    );
-  return createWebhooks({
-    settings: config.webhooks,
-    logger,
-    redis,
-    prefix: `${config.resumable.redisKeyPrefix}webhooks:`,
-    ownsRedis: true,
-    dispatcher,
-    registry: metrics.registry,
-  });
-}
-
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
 async function upstream(
   config: Config,
@@ -236,44 +168,23 @@ async function main(): Promise<void> {
   });
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
-  const lifecycle = new Lifecycle();
-  const resumable = resumableStorage(config, logger);
-  const metrics = new RelayMetrics();
-  const webhooks = webhookDelivery(config, logger, dispatcher, metrics);
-  webhooks?.worker.start();
-  // Upload tokens share the resumable uploads' Redis, so any replica accepts a token any minted.
-  const uploadTokens = new UploadTokens(resumable?.uploadTokens ?? new MemoryUploadTokenStore());
-  const app = createApp({
+  logger.info(`session store: ${describeSessionStore(config.resumable)}`);
+  const relay = createRelay({
     config,
     logger,
     apivideo,
     readiness: keyCheck,
-    lifecycle,
-    resumable,
-    metrics,
-    outcomeSinks: webhooks ? [webhooks.sink] : [],
-    webhooks: webhooks?.sink,
-    uploadTokens,
+    dispatcher,
+    redisCa: redisCa(config),
   });
-  const sweeper = setInterval(
-    () => {
-      void (app.locals.resumable as { sweepExpired(): Promise<number> })
-        .sweepExpired()
-        .catch((err: unknown) => {
-          logger.warn({ err: String(err) }, 'could not sweep expired resumable uploads');
-        });
-    },
-    Math.min(60_000, config.resumable.sessionTtlMs),
-  ).unref();
+  relay.start();
+  const { app, lifecycle } = relay;
   const server = createHttpServer(app, config);
   const url = await listen(server, config.port, config.host);
   const { partSize, partConcurrency, memoryBudget, memoryBudgetFrom } = config.upload;
   const { maxConcurrentUploads } = config.limits;
   // The budget counts each upload's own cost only up to its cap (the budget less two parts).
-  const counted = Math.min(
-    maxConcurrentUploads,
-    (app.locals.memoryBudget as MemoryBudget).uploadsCounted,
-  );
+  const counted = Math.min(maxConcurrentUploads, relay.memoryBudget.uploadsCounted);
   logger.info(
     {
       url,
@@ -312,24 +223,27 @@ async function main(): Promise<void> {
         ),
     );
     logger.info({ outcome }, 'drained; closing');
-    if (webhooks) {
-      // Events of the uploads that just finished go out if they can; the rest wait in the outbox.
-      const graceMs = Math.max(1000, config.shutdownGraceMs - (Date.now() - drainStarted));
-      const flushed = await webhooks.worker.flush(graceMs);
-      logger.info({ ...flushed, graceMs }, 'webhooks flushed');
-      await webhooks.store.close();
-    }
+    // Events of the uploads that just finished go out if they can; the rest wait in the outbox.
+    const graceMs = Math.max(1000, config.shutdownGraceMs - (Date.now() - drainStarted));
+    const flushed = await relay.close(graceMs);
+    if (flushed) logger.info({ ...flushed, graceMs }, 'webhooks flushed');
     keyCheck.stop();
-    clearInterval(sweeper);
     server.close();
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), 1000).unref();
-    await Promise.allSettled([apivideo.close(), emulator?.close(), resumable?.sessions.close()]);
+    await Promise.allSettled([apivideo.close(), emulator?.close()]);
     logger.flush();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  // A second signal ends the drain's grace at once: what is left is cut, with its offset saved.
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return lifecycle.endGrace();
+    stopping = true;
+    void shutdown(signal);
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
 }
 
 main().catch((err: unknown) => fail(`relay failed to start: ${(err as Error).message}`));

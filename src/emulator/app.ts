@@ -287,6 +287,7 @@ function apiRoutes(emulator: Emulator): express.Router {
       await emulator.gate.pass(req.headers['content-range'] ?? null, gone);
       if (gone.aborted) return;
       record.assembly.add(piece, file);
+      if (res.locals.loseAnswer === true) return void req.socket.destroy();
       send(res, 201, videoObject(record));
     },
   );
@@ -330,8 +331,10 @@ function withFault(emulator: Emulator, kindOf: (req: Request) => RequestKind) {
     if (!rule) return next();
     if (rule.drop) return dropConnection(req);
     if (rule.status === undefined) {
-      if (kind.target === 'part') res.locals.delayMs = rule.delayMs ?? 0;
-      else await sleep(rule.delayMs ?? 0, undefined, { signal: emulator.closing.signal });
+      if (kind.target === 'part') {
+        res.locals.delayMs = rule.delayMs ?? 0;
+        res.locals.loseAnswer = rule.loseAnswer === true;
+      } else await sleep(rule.delayMs ?? 0, undefined, { signal: emulator.closing.signal });
       return next();
     }
     req.resume();

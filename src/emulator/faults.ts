@@ -12,6 +12,11 @@ export interface FaultRule {
   delayMs?: number;
   /** Destroy the connection after the first chunk of the body. */
   drop?: boolean;
+  /**
+   * A part only: keep it (as api.video would), then drop the connection instead of answering, as
+   * a reset or a proxy timeout loses an answer after the work was done.
+   */
+  loseAnswer?: boolean;
   /** How many matching requests this rule hits; default 1. */
   times?: number;
 }

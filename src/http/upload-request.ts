@@ -2,12 +2,14 @@ import type { Response } from 'express';
 import type { Lifecycle } from '../lifecycle';
 import type { RelayMetrics } from '../metrics';
 import { RelayError } from '../errors';
-import { ClientGone } from '../upload/engine';
+import { ClientGone } from '../upload/contract';
 
 /** What every request that moves upload bytes gets, whatever its route. */
 export interface UploadRequestGuard {
   /** Aborted when the client leaves, the request deadline passes, or a drain runs out of grace. */
   signal: AbortSignal;
+  /** Aborted only when a drain runs out of grace: the process is stopping, parts on the wire too. */
+  halt: AbortSignal;
   abort(reason: Error): void;
   /** Call once the request is answered or given up. */
   done(): void;
@@ -38,11 +40,14 @@ export function guardUploadRequest(res: Response, deps: GuardDeps): UploadReques
           ms,
         ).unref()
       : undefined;
-  const untrack = deps.lifecycle.track(stop);
+  const halt = new AbortController();
+  halt.signal.addEventListener('abort', () => stop.abort(halt.signal.reason), { once: true });
+  const untrack = deps.lifecycle.track(halt);
   deps.metrics.uploadsInProgress.inc();
   let finished = false;
   return {
     signal: stop.signal,
+    halt: halt.signal,
     abort: (reason) => stop.abort(reason),
     done: () => {
       if (finished) return;

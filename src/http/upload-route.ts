@@ -6,7 +6,8 @@ import { RelayError, isRelayError } from '../errors';
 import type { Lifecycle } from '../lifecycle';
 import type { RelayMetrics } from '../metrics';
 import { abortable } from '../upload/abortable';
-import { ClientGone, freshState, type UploadEngine } from '../upload/engine';
+import { ClientGone, freshState } from '../upload/contract';
+import type { UploadEngine } from '../upload/engine';
 import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
 import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
 import { principalOf } from './client-auth';
@@ -39,12 +40,11 @@ interface Intake {
  * arrives. This adapter only finds the file and the target, and answers 201 with the video.
  */
 export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
-  const { engine, metrics } = deps;
+  const { engine } = deps;
   return async (req, res, next) => {
     const principal = principalOf(res).id;
     const log = req.log.child({ principal });
     const guard = guardUploadRequest(res, deps);
-    metrics.uploadsStarted.inc({ route: 'videos' });
     const identity = {
       uploadId: idOf(req),
       route: 'videos' as const,
@@ -52,6 +52,8 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
       uploadTokenId: uploadTokenOf(res)?.id,
       startedAt: Date.now(),
     };
+    // Admitted: the upload begins, and whatever happens next is its one outcome.
+    engine.begin(identity);
     let intake: Intake | undefined;
     let handed = false;
     try {
@@ -70,6 +72,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         // The body's length bounds the file's (a form's framing only adds to it).
         sizeHint: contentLength(req),
         signal: guard.signal,
+        halt: guard.halt,
         logger: log,
         maxFileSize: uploadTokenOf(res)?.record.fields.maxFileSize,
       });
@@ -81,7 +84,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
       intake?.stop();
       if (!handed) {
         // Refused before the engine had it: still the upload's one outcome.
-        await engine.fail({
+        await engine.end({
           identity,
           target: undefined,
           state: freshState(),
@@ -89,6 +92,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
           kind: 'failed',
           bytesReceived: 0,
           logger: log,
+          ifUnsure: 'keep',
         });
       }
       // A client that left has nobody to answer; its outcome is already logged.

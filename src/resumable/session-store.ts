@@ -1,19 +1,30 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Video } from '../apivideo/types';
-import { RelayError } from '../errors';
-import type { UploadState } from '../upload/engine';
+import { sessionStoreUnavailable as unavailable } from '../errors';
+import type { UploadState } from '../upload/contract';
+import { emptyLedger, type PartLedger } from '../upload/ledger';
+import type { UploadRoute } from '../upload/outcome';
 import type { UploadTarget } from '../upload/video-fields';
+import type { ChunkProgress } from '../upload-tokens/chunk-range';
+
+/** The record format: a record of another version is not read as this one. */
+export const SESSION_VERSION = 2;
 
 /**
- * A resumable upload's durable record. The offset a client is told is always
- * `state.ackedBytes + tailBytes`: bytes api.video acknowledged, plus bytes kept beside the record
- * (the tail, stored apart so that a HEAD or an ownership check never reads it).
+ * An upload that outlives its requests: a tus upload (`/v1/uploads`), or a chunked upload on
+ * api.video's own `POST /upload?token=`. One record kind, one ledger, one expiry, one sweep.
+ *
+ * A tus upload's offset is always `state.ledger.ackedBytes + tailBytes`: bytes api.video
+ * acknowledged, plus bytes kept beside the record (the tail, stored apart so that a HEAD or an
+ * ownership check never reads it).
  */
 export interface UploadSession {
+  v: typeof SESSION_VERSION;
   id: string;
+  kind: 'tus' | 'chunked';
   owner: string;
-  /** Undefined while the client defers the length (Upload-Defer-Length). */
+  /** Undefined while the client defers the length (Upload-Defer-Length), and for chunks. */
   length: number | undefined;
   /** Upload-Metadata as the client sent it, echoed on HEAD. */
   rawMetadata: string | undefined;
@@ -23,12 +34,21 @@ export interface UploadSession {
   completed: boolean;
   video: Video | undefined;
   createdAt: number;
+  /**
+   * UPLOAD_SESSION_TTL after the last byte received: from then on nothing is written to the
+   * upload, and the sweep ends it (container deleted, `upload.expired`).
+   */
   expiresAt: number;
   /** The upload token that started it: only that token (or its minter's credentials) reach it. */
   uploadTokenId?: string;
   /** A smaller limit than UPLOAD_MAX_FILE_SIZE, from the upload token. */
   maxFileSize?: number;
+  /** A chunked upload: what its chunks declared so far. */
+  progress?: ChunkProgress;
 }
+
+export const routeOf = (session: UploadSession): UploadRoute =>
+  session.kind === 'tus' ? 'resumable' : 'upload-token';
 
 /** How a save changes the stored tail: untouched, bytes added at its end, or replaced. */
 export type TailWrite =
@@ -38,23 +58,109 @@ export type TailWrite =
  * Where sessions live: Redis across instances, or this process's memory (one instance only). The
  * record and its tail change together (one transaction), so an offset never counts bytes nobody
  * holds; a tail is written by appending, so the bytes sent to the store follow the bytes received.
+ * The expiry index follows every save, so an upload that moves is never expired.
  */
 export interface SessionStore {
   readonly kind: 'memory' | 'redis';
-  /** Stores a new session unless its owner already has `maxOpen` unfinished ones. */
-  create(session: UploadSession, maxOpen: number): Promise<boolean>;
-  /** The record only, never the tail. */
+  /**
+   * Stores a new session unless its owner already has `maxOpen` unfinished ones (tus). Without
+   * `maxOpen` the session is not counted against its owner (a chunked upload, bounded by its
+   * token's uses).
+   */
+  create(session: UploadSession, maxOpen?: number): Promise<boolean>;
+  /** The record only, never the tail; undefined when missing or of another version. */
   get(id: string): Promise<UploadSession | undefined>;
   tail(id: string): Promise<Buffer[]>;
   /** `tailBytesBefore`: what the record said before this save (keeps the held-bytes total exact). */
   save(session: UploadSession, tail: TailWrite, tailBytesBefore: number): Promise<void>;
   remove(session: UploadSession): Promise<void>;
-  /** Ids of sessions whose expiry has passed, oldest first. */
-  expired(now: number, limit: number): Promise<string[]>;
+  /** Ids in the expiry index whose time has passed, oldest first, from the `skip`-th on. */
+  expired(now: number, limit: number, skip?: number): Promise<string[]>;
+  /** Drops an id from the expiry index (its record is gone). */
+  unindex(id: string): Promise<void>;
+  /** Moves an id's turn in the expiry index (a sweep that could not end it tries again then). */
+  reschedule(id: string, at: number): Promise<void>;
   /** Bytes held in tails, all sessions together. */
   heldBytes(): Promise<number>;
   isReady(): boolean;
   close(): Promise<void>;
+}
+
+/**
+ * Reads a stored record: its version and the fields the relay relies on, checked, never cast
+ * blindly. A record of the previous format (no version, `nextPart`/`ackedBytes` in its state) is
+ * read into the current one.
+ */
+export function parseSession(json: string): UploadSession | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(value)) return undefined;
+  const record = value as Record<string, unknown>;
+  const state = record.state;
+  if (
+    typeof record.id !== 'string' ||
+    typeof record.owner !== 'string' ||
+    !isObject(record.target) ||
+    !isObject(state) ||
+    typeof record.tailBytes !== 'number' ||
+    typeof record.expiresAt !== 'number' ||
+    typeof record.createdAt !== 'number'
+  )
+    return undefined;
+  if (record.v === undefined) {
+    // The first format: tus only, the acknowledged prefix as nextPart/ackedBytes.
+    const old = state as { nextPart?: unknown; ackedBytes?: unknown };
+    if (typeof old.nextPart !== 'number' || typeof old.ackedBytes !== 'number') return undefined;
+    const ledger: PartLedger = {
+      ...emptyLedger(),
+      ackedParts: old.nextPart - 1,
+      ackedBytes: old.ackedBytes,
+      complete: record.completed === true,
+    };
+    const {
+      nextPart: _n,
+      ackedBytes: _a,
+      clientParts: _c,
+      ...rest
+    } = state as Record<string, unknown>;
+    return {
+      ...(record as unknown as UploadSession),
+      v: SESSION_VERSION,
+      kind: 'tus',
+      state: { ...(rest as unknown as UploadState), ledger },
+    };
+  }
+  if (record.v !== SESSION_VERSION) return undefined;
+  if (record.kind !== 'tus' && record.kind !== 'chunked') return undefined;
+  if (!isLedger((state as { ledger?: unknown }).ledger)) return undefined;
+  return record as unknown as UploadSession;
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isLedger(value: unknown): value is PartLedger {
+  if (!isObject(value)) return false;
+  const ledger = value as Record<string, unknown>;
+  return (
+    typeof ledger.ackedParts === 'number' &&
+    typeof ledger.ackedBytes === 'number' &&
+    typeof ledger.complete === 'boolean' &&
+    Array.isArray(ledger.parts) &&
+    ledger.parts.every(
+      (p: unknown) =>
+        isObject(p) &&
+        typeof (p as { number?: unknown }).number === 'number' &&
+        typeof (p as { size?: unknown }).size === 'number' &&
+        typeof (p as { last?: unknown }).last === 'boolean' &&
+        ['sending', 'acknowledged', 'unknown'].includes((p as { state?: string }).state ?? ''),
+    )
+  );
 }
 
 const concat = (chunks: Buffer[]) => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
@@ -63,22 +169,27 @@ export class MemorySessionStore implements SessionStore {
   readonly kind = 'memory';
   private readonly records = new Map<string, string>();
   private readonly tails = new Map<string, Buffer[]>();
+  /** The expiry index: kept apart from the records, as in Redis, so it can outlive them. */
+  private readonly expiries = new Map<string, number>();
   private held = 0;
 
-  async create(session: UploadSession, maxOpen: number): Promise<boolean> {
-    let open = 0;
-    for (const json of this.records.values()) {
-      const other = JSON.parse(json) as UploadSession;
-      if (other.owner === session.owner && !other.completed) open += 1;
+  async create(session: UploadSession, maxOpen?: number): Promise<boolean> {
+    if (maxOpen !== undefined) {
+      let open = 0;
+      for (const json of this.records.values()) {
+        const other = parseSession(json);
+        if (other?.kind === 'tus' && other.owner === session.owner && !other.completed) open += 1;
+      }
+      if (open >= maxOpen) return false;
     }
-    if (open >= maxOpen) return false;
     this.records.set(session.id, JSON.stringify(session));
+    this.expiries.set(session.id, session.expiresAt);
     return true;
   }
 
   async get(id: string): Promise<UploadSession | undefined> {
     const json = this.records.get(id);
-    return json === undefined ? undefined : (JSON.parse(json) as UploadSession);
+    return json === undefined ? undefined : parseSession(json);
   }
 
   async tail(id: string): Promise<Buffer[]> {
@@ -87,6 +198,7 @@ export class MemorySessionStore implements SessionStore {
 
   async save(session: UploadSession, tail: TailWrite, tailBytesBefore: number): Promise<void> {
     this.records.set(session.id, JSON.stringify(session));
+    this.expiries.set(session.id, session.expiresAt);
     // Copies: the chunks may be views of buffers the caller reuses.
     if (tail.kind === 'append')
       this.tails.set(session.id, [
@@ -105,16 +217,24 @@ export class MemorySessionStore implements SessionStore {
     const stored = await this.get(session.id);
     this.records.delete(session.id);
     this.tails.delete(session.id);
+    this.expiries.delete(session.id);
     if (stored) this.held -= stored.tailBytes;
   }
 
-  async expired(now: number, limit: number): Promise<string[]> {
-    return [...this.records.values()]
-      .map((json) => JSON.parse(json) as UploadSession)
-      .filter((s) => s.expiresAt <= now)
-      .sort((a, b) => a.expiresAt - b.expiresAt)
-      .slice(0, limit)
-      .map((s) => s.id);
+  async expired(now: number, limit: number, skip = 0): Promise<string[]> {
+    return [...this.expiries]
+      .filter(([, at]) => at <= now)
+      .sort((a, b) => a[1] - b[1])
+      .slice(skip, skip + limit)
+      .map(([id]) => id);
+  }
+
+  async unindex(id: string): Promise<void> {
+    this.expiries.delete(id);
+  }
+
+  async reschedule(id: string, at: number): Promise<void> {
+    if (this.expiries.has(id)) this.expiries.set(id, at);
   }
 
   async heldBytes(): Promise<number> {
@@ -132,19 +252,25 @@ export class MemorySessionStore implements SessionStore {
 const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
 
 // Counts the owner's open sessions and stores the new one in one step, so replicas racing on
-// creations cannot go past the cap together.
+// creations cannot go past the cap together. ARGV[1] = -1: not counted against the owner.
 const CREATE = `
-if redis.call('scard', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('sadd', KEYS[1], ARGV[2])
-redis.call('pexpire', KEYS[1], ARGV[5])
+local cap = tonumber(ARGV[1])
+if cap >= 0 then
+  if redis.call('scard', KEYS[1]) >= cap then return 0 end
+  redis.call('sadd', KEYS[1], ARGV[2])
+  redis.call('pexpire', KEYS[1], ARGV[5])
+end
 redis.call('set', KEYS[2], ARGV[3], 'PX', ARGV[5])
 redis.call('zadd', KEYS[3], ARGV[4], ARGV[2])
 return 1`;
 
+// A new turn only for an id still in the index (a removed one is not put back).
+const RESCHEDULE = `if redis.call('zscore', KEYS[1], ARGV[1]) then redis.call('zadd', KEYS[1], ARGV[2], ARGV[1]) end`;
+
 /**
  * Sessions in Redis. Per upload: the record (JSON, small) and the tail (a string that grows by
- * APPEND); beside them, a sorted set of expiries, a set of open uploads per owner (by a hash of
- * the principal, never the principal itself), and the total of bytes held in tails.
+ * APPEND); beside them, a sorted set of expiries, a set of open tus uploads per owner (by a hash
+ * of the principal, never the principal itself), and the total of bytes held in tails.
  */
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis';
@@ -152,6 +278,7 @@ export class RedisSessionStore implements SessionStore {
   constructor(
     private readonly redis: Redis,
     private readonly prefix = 'apivideo-relay:',
+    private readonly ready: () => boolean = () => redis.status === 'ready',
   ) {}
 
   private recordKey = (id: string) => `${this.prefix}upload:${id}`;
@@ -165,7 +292,7 @@ export class RedisSessionStore implements SessionStore {
     return `${this.prefix}uploads:tail-bytes`;
   }
 
-  async create(session: UploadSession, maxOpen: number): Promise<boolean> {
+  async create(session: UploadSession, maxOpen?: number): Promise<boolean> {
     const keep = keepMs(session);
     const created = await this.guard(() =>
       this.redis.eval(
@@ -174,7 +301,7 @@ export class RedisSessionStore implements SessionStore {
         this.ownerKey(session.owner),
         this.recordKey(session.id),
         this.expiryKey,
-        maxOpen,
+        maxOpen ?? -1,
         session.id,
         JSON.stringify(session),
         session.expiresAt,
@@ -186,7 +313,7 @@ export class RedisSessionStore implements SessionStore {
 
   async get(id: string): Promise<UploadSession | undefined> {
     const json = await this.guard(() => this.redis.get(this.recordKey(id)));
-    return json === null ? undefined : (JSON.parse(json) as UploadSession);
+    return json === null ? undefined : parseSession(json);
   }
 
   async tail(id: string): Promise<Buffer[]> {
@@ -198,7 +325,8 @@ export class RedisSessionStore implements SessionStore {
     const keep = keepMs(session);
     const tx = this.redis
       .multi()
-      .set(this.recordKey(session.id), JSON.stringify(session), 'PX', keep);
+      .set(this.recordKey(session.id), JSON.stringify(session), 'PX', keep)
+      .zadd(this.expiryKey, session.expiresAt, session.id);
     const tailKey = this.tailKey(session.id);
     if (tail.kind === 'replace') tx.del(tailKey);
     if (tail.kind !== 'keep' && tail.chunks.length > 0) {
@@ -221,8 +349,16 @@ export class RedisSessionStore implements SessionStore {
     await this.guard(() => tx.exec().then(failOnError));
   }
 
-  async expired(now: number, limit: number): Promise<string[]> {
-    return this.guard(() => this.redis.zrangebyscore(this.expiryKey, 0, now, 'LIMIT', 0, limit));
+  async expired(now: number, limit: number, skip = 0): Promise<string[]> {
+    return this.guard(() => this.redis.zrangebyscore(this.expiryKey, 0, now, 'LIMIT', skip, limit));
+  }
+
+  async unindex(id: string): Promise<void> {
+    await this.guard(() => this.redis.zrem(this.expiryKey, id));
+  }
+
+  async reschedule(id: string, at: number): Promise<void> {
+    await this.guard(() => this.redis.eval(RESCHEDULE, 1, this.expiryKey, id, at));
   }
 
   async heldBytes(): Promise<number> {
@@ -230,7 +366,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   isReady(): boolean {
-    return this.redis.status === 'ready';
+    return this.ready();
   }
 
   async close(): Promise<void> {
@@ -246,14 +382,6 @@ export class RedisSessionStore implements SessionStore {
       throw unavailable(err);
     }
   }
-}
-
-export function unavailable(cause?: unknown): RelayError {
-  return new RelayError(
-    'session_store_unavailable',
-    'Resumable uploads are unavailable for a moment: the session store cannot be reached. Retry shortly.',
-    { cause, headers: { 'Retry-After': '5' } },
-  );
 }
 
 function keepMs(session: UploadSession): number {

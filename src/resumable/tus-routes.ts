@@ -1,24 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import {
+  Router,
+  type ErrorRequestHandler,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from 'express';
 import type { Logger } from 'pino';
 import { formatBytes } from '../config';
 import { RelayError } from '../errors';
 import { principalOf } from '../http/client-auth';
 import { continueIfExpected } from '../http/linger';
 import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
-import type { RelayMetrics } from '../metrics';
-import {
-  ClientGone,
-  freshState,
-  type TailChange,
-  type UploadEngine,
-  type UploadObserver,
-} from '../upload/engine';
+import { ClientGone, freshState, type TailChange, type UploadObserver } from '../upload/contract';
+import type { UploadEngine } from '../upload/engine';
+import { highestPart } from '../upload/ledger';
 import { bodyStream } from '../upload/stream-buffers';
+import { truncateChunks } from '../upload/transfer';
 import { uploadTarget, type FieldValues, type UploadTarget } from '../upload/video-fields';
 import { bindTokenFields, uploadTokenOf } from '../upload-tokens/bind';
-import type { SessionStore, TailWrite, UploadSession } from './session-store';
-import type { UploadLocker } from './upload-lock';
+import { SESSION_VERSION, type TailWrite, type UploadSession } from './session-store';
 import {
   OFFSET_STREAM,
   TUS_EXTENSIONS,
@@ -27,15 +28,15 @@ import {
   parseCount,
   parseMetadata,
 } from './tus-protocol';
+import type { UploadLock } from './upload-lock';
+import { expiredError, type UploadSessions } from './upload-sessions';
 
 export const UPLOADS_PATH = '/v1/uploads';
 
 export interface ResumableDeps extends GuardDeps {
   engine: UploadEngine;
-  sessions: SessionStore;
-  locker: UploadLocker;
+  sessions: UploadSessions;
   observer: UploadObserver;
-  metrics: RelayMetrics;
   logger: Logger;
   authenticate: RequestHandler;
   /** Admission (drain, concurrency, per-client): for requests that start or move an upload. */
@@ -45,7 +46,7 @@ export interface ResumableDeps extends GuardDeps {
   /** Bytes all tails together may hold in the session store. */
   maxStoredBytes: number;
   metadataLimits: { maxEntries: number; maxValueBytes: number };
-  /** How long a request waits for another instance's lock on the same upload. */
+  /** How long a request waits for another request's lock on the same upload. */
   lockWaitMs?: number;
 }
 
@@ -76,17 +77,21 @@ const header = (req: Request, name: string): string | undefined => {
   return Array.isArray(value) ? value[0] : value;
 };
 
+/** The offset a client is told: acknowledged bytes, and the bytes kept beside the record. */
+export const offsetOf = (session: UploadSession) =>
+  session.state.ledger.ackedBytes + session.tailBytes;
+
 /**
  * /v1/uploads: tus 1.0 (creation, creation-with-upload, creation-defer-length, termination,
  * expiration) as a thin adapter on the upload engine: it loads and saves the session between
- * requests and answers offsets; the engine moves the bytes. The upload id a request acts on is
- * the one Express parsed from the path, and the ownership check reads that same id.
+ * requests and answers offsets; the engine moves the bytes and settles with api.video. Every
+ * request that reads or moves an upload's offset holds its lock, so none answers from a state
+ * another request is still changing. The upload id a request acts on is the one Express parsed
+ * from the path, and the ownership check reads that same id.
  */
-export function resumableRoutes(deps: ResumableDeps): {
-  router: Router;
-  sweepExpired(): Promise<number>;
-} {
-  const { sessions, locker, engine, metrics } = deps;
+export function resumableRoutes(deps: ResumableDeps): Router {
+  const { sessions, engine } = deps;
+  const store = sessions.store;
   const lockWaitMs = deps.lockWaitMs ?? 10_000;
   const router = Router();
 
@@ -106,18 +111,62 @@ export function resumableRoutes(deps: ResumableDeps): {
     next();
   };
 
-  /** The session an id names, for its owner only: anyone else is told it does not exist. */
-  async function ownSession(id: string, res: Response): Promise<UploadSession> {
-    if (!UPLOAD_ID.test(id)) throw notFound();
-    const session = await sessions.get(id);
-    if (!session || session.owner !== principalOf(res).id) throw notFound();
+  /** Whether this request's principal may see the session; anyone else is told it does not exist. */
+  function owns(session: UploadSession | undefined, res: Response): session is UploadSession {
+    if (!session || session.kind !== 'tus' || session.owner !== principalOf(res).id) return false;
     // An upload token reaches the upload it started, not every upload of its minting principal.
     const grant = uploadTokenOf(res);
-    if (grant && session.uploadTokenId !== grant.id) throw notFound();
+    return !grant || session.uploadTokenId === grant.id;
+  }
+
+  async function ownSession(id: string, res: Response): Promise<UploadSession> {
+    if (!UPLOAD_ID.test(id)) throw notFound();
+    const session = await store.get(id);
+    if (!owns(session, res)) throw notFound();
     return session;
   }
 
-  const offsetOf = (session: UploadSession) => session.state.ackedBytes + session.tailBytes;
+  /**
+   * Runs `work` on the upload under its lock, with its record read afresh and settled with
+   * api.video; an upload past its expiry is ended first (and answered 410). Ownership is checked
+   * before the lock too: taking it asks the holder to stop, which only the owner may do.
+   */
+  async function underLock<T>(
+    id: string,
+    res: Response,
+    log: Logger,
+    signal: AbortSignal,
+    onReleaseRequested: () => void,
+    work: (session: UploadSession, lock: UploadLock) => Promise<T>,
+  ): Promise<T> {
+    await ownSession(id, res);
+    const lock = await sessions.locker.acquire(
+      id,
+      AbortSignal.any([signal, AbortSignal.timeout(lockWaitMs)]),
+      onReleaseRequested,
+    );
+    try {
+      const session = await ownSession(id, res);
+      res.locals.tusSession = session;
+      if (sessions.isExpired(session)) {
+        const ended = await sessions.end(
+          session,
+          { kind: 'expired', code: 'upload_expired' },
+          log,
+          lock,
+        );
+        if (ended.kind === 'open') {
+          res.locals.tusSession = undefined;
+          throw expiredError();
+        }
+      } else {
+        await sessions.settle(session, log, lock);
+      }
+      return await work(session, lock);
+    } finally {
+      await lock.release();
+    }
+  }
 
   function describe(res: Response, session: UploadSession): void {
     res.setHeader('Upload-Offset', String(offsetOf(session)));
@@ -137,6 +186,13 @@ export function resumableRoutes(deps: ResumableDeps): {
   };
 
   const create: RequestHandler = async (req, res) => {
+    // Concatenation (tus-js-client's parallelUploads) would make each partial upload a video of
+    // its own: refused before anything exists, with what to do instead.
+    if (header(req, 'upload-concat') !== undefined)
+      throw new RelayError(
+        'tus_concatenation_unsupported',
+        'This relay does not take tus concatenation (Upload-Concat): send the file as one upload (with tus-js-client, parallelUploads: 1).',
+      );
     const principal = principalOf(res).id;
     const length = parseCount('Upload-Length', header(req, 'upload-length'));
     const deferred = header(req, 'upload-defer-length');
@@ -157,7 +213,9 @@ export function resumableRoutes(deps: ResumableDeps): {
     const target = grant ? bindTokenFields(asked, grant.record) : asked;
     const now = Date.now();
     const session: UploadSession = {
+      v: SESSION_VERSION,
       id: randomBytes(16).toString('base64url'),
+      kind: 'tus',
       owner: principal,
       length,
       rawMetadata,
@@ -167,17 +225,17 @@ export function resumableRoutes(deps: ResumableDeps): {
       completed: false,
       video: undefined,
       createdAt: now,
-      expiresAt: now + deps.ttlMs,
+      expiresAt: sessions.nextExpiry(),
       ...(grant ? { uploadTokenId: grant.id, maxFileSize: grant.record.fields.maxFileSize } : {}),
     };
-    if (!(await sessions.create(session, deps.maxSessionsPerClient))) {
+    if (!(await store.create(session, deps.maxSessionsPerClient))) {
       throw new RelayError(
         'too_many_sessions',
         `You have ${deps.maxSessionsPerClient} unfinished resumable uploads; finish or terminate one first.`,
         { headers: { 'Retry-After': '60' } },
       );
     }
-    metrics.uploadsStarted.inc({ route: 'resumable' });
+    engine.begin(sessions.identityOf(session));
     req.log.info(
       { event: 'upload_created', uploadId: session.id, principal, length },
       'resumable upload created',
@@ -197,16 +255,30 @@ export function resumableRoutes(deps: ResumableDeps): {
       throw new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
   }
 
+  /** Waits for the request writing to the upload to stop (it is asked to), then the true offset. */
   const head: RequestHandler = async (req, res) => {
-    const session = await ownSession(String(req.params.id), res);
-    describe(res, session);
-    if (session.rawMetadata) res.setHeader('Upload-Metadata', session.rawMetadata);
-    res.setHeader('Cache-Control', 'no-store');
-    res.status(200).end();
+    const id = String(req.params.id);
+    const gone = new AbortController();
+    res.once('close', () => gone.abort(new ClientGone()));
+    await underLock(
+      id,
+      res,
+      req.log,
+      gone.signal,
+      () => undefined,
+      async (session) => {
+        describe(res, session);
+        if (session.rawMetadata) res.setHeader('Upload-Metadata', session.rawMetadata);
+        res.setHeader('Cache-Control', 'no-store');
+        res.status(200).end();
+      },
+    );
   };
 
+  /** The durable state, read without the lock: a request in progress may be ahead of it. */
   const info: RequestHandler = async (req, res) => {
     const session = await ownSession(String(req.params.id), res);
+    if (sessions.isExpired(session)) throw expiredError();
     res.setHeader('Cache-Control', 'no-store');
     res.json({
       id: session.id,
@@ -244,75 +316,67 @@ export function resumableRoutes(deps: ResumableDeps): {
     const principal = principalOf(res).id;
     const log = req.log.child({ principal, uploadId: id });
     const guard = guardUploadRequest(res, deps);
-    let lock: Awaited<ReturnType<UploadLocker['acquire']>> | undefined;
     try {
-      // Ownership before the lock: taking it would ask the owner's request in flight to stop.
-      await ownSession(id, res);
-      lock = await locker.acquire(
+      await underLock(
         id,
-        AbortSignal.any([guard.signal, AbortSignal.timeout(lockWaitMs)]),
+        res,
+        log,
+        guard.signal,
         () => guard.abort(superseded()),
+        async (session, lock) => {
+          if (session.completed && offset === offsetOf(session) && !hasBody(req)) {
+            describe(res, session);
+            return void res.status(status).end();
+          }
+          if (offset !== offsetOf(session))
+            throw new RelayError(
+              'offset_mismatch',
+              `Upload-Offset is ${offset}, but the upload is at ${offsetOf(session)}: ask with HEAD and resume from there.`,
+            );
+          declareLength(req, session, offset);
+          // Room left in the session store, all uploads together. A full store refuses nobody up
+          // front: bytes that go straight to api.video as parts need none, and what cannot be kept
+          // is simply not counted (the client sends it again), so one client filling the store
+          // cannot stop everyone else's uploads.
+          const room = Math.max(0, deps.maxStoredBytes - (await store.heldBytes()));
+          continueIfExpected(req, res);
+          await transfer(req, res, session, lock, log, room, status);
+        },
       );
-      const session = await ownSession(id, res);
-      if (session.completed && offset === offsetOf(session) && !hasBody(req)) {
-        describe(res, session);
-        return void res.status(status).end();
-      }
-      if (offset !== offsetOf(session))
-        throw new RelayError(
-          'offset_mismatch',
-          `Upload-Offset is ${offset}, but the upload is at ${offsetOf(session)}: ask with HEAD and resume from there.`,
-        );
-      const declared = parseCount('Upload-Length', header(req, 'upload-length'));
-      if (declared !== undefined) {
-        if (session.length !== undefined && declared !== session.length)
-          throw new RelayError('invalid_tus_header', 'Upload-Length cannot change.');
-        if (declared < offset)
-          throw new RelayError('invalid_tus_header', 'Upload-Length is below the offset.');
-        checkSize(declared);
-        session.length = declared;
-      }
-      // Room left in the session store, all uploads together. A full store refuses nobody up
-      // front: bytes that go straight to api.video as parts need none, and what cannot be kept
-      // is simply not counted (the client sends it again), so one client filling the store
-      // cannot stop everyone else's uploads.
-      const room = Math.max(0, deps.maxStoredBytes - (await sessions.heldBytes()));
-      continueIfExpected(req, res);
+    } catch (err) {
+      if (err instanceof ClientGone) return;
+      throw err;
+    } finally {
+      guard.done();
+    }
+
+    async function transfer(
+      req: Request,
+      res: Response,
+      session: UploadSession,
+      lock: UploadLock,
+      log: Logger,
+      room: number,
+      status: 201 | 204,
+    ): Promise<void> {
       // Our own stream over the body: stopping it must not destroy the socket we answer on.
       const file = req.pipe(bodyStream());
-      const signal = AbortSignal.any([guard.signal, lock.lost]);
       const tailBefore = session.tailBytes;
       const result = await engine.transfer({
-        identity: identityOf(session),
+        identity: sessions.identityOf(session),
         maxFileSize: session.maxFileSize,
         target: session.target,
         state: session.state,
         file,
-        signal,
+        signal: AbortSignal.any([guard.signal, lock.lost]),
+        halt: guard.halt,
         logger: log,
         end: { kind: 'length', length: session.length },
-        carried: { bytes: session.tailBytes, load: () => sessions.tail(id) },
-        checkpoint: async (state, consumedCarried) => {
-          if (lock!.lost.aborted) throw lock!.lost.reason;
-          // `state` is a snapshot; session.state stays the live object the engine updates.
-          const before = session.tailBytes;
-          const tailBytes = consumedCarried ? 0 : before;
-          const completed = session.length !== undefined && state.ackedBytes === session.length;
-          const tail: TailWrite = consumedCarried
-            ? { kind: 'replace', chunks: [] }
-            : { kind: 'keep' };
-          await sessions.save({ ...session, state, tailBytes, completed }, tail, before);
-          session.tailBytes = tailBytes;
-          session.completed = completed;
-        },
+        carried: { bytes: session.tailBytes, load: () => store.tail(session.id) },
+        checkpoint: sessions.checkpoint(session, lock),
       });
       req.unpipe(file);
       if (result.kind === 'completed') {
-        session.completed = true;
-        session.video = result.video;
-        const before = session.tailBytes;
-        session.tailBytes = 0;
-        await sessions.save(session, { kind: 'replace', chunks: [] }, before);
         describe(res, session);
         return void res.status(status).end();
       }
@@ -322,10 +386,7 @@ export function resumableRoutes(deps: ResumableDeps): {
         describe(res, session);
         return void res.status(status).end();
       }
-      if (result.kind === 'paused') {
-        res.setHeader('Upload-Offset', String(offsetOf(session)));
-        throw storeFull();
-      }
+      if (result.kind === 'paused') throw storeFull();
       const { error } = result;
       deps.observer.interrupted('resumable', error.code);
       log.warn(
@@ -337,16 +398,30 @@ export function resumableRoutes(deps: ResumableDeps): {
         },
         'resumable upload interrupted; it can be resumed from its offset',
       );
-      if (error instanceof ClientGone) return;
-      res.setHeader('Upload-Offset', String(offsetOf(session)));
       throw error;
-    } finally {
-      guard.done();
-      await lock?.release();
     }
   }
 
-  /** Saves what the engine says to keep; the record's offset then counts exactly those bytes. */
+  /** Upload-Length on a PATCH: once, never below what is already sent or on the wire. */
+  function declareLength(req: Request, session: UploadSession, offset: number): void {
+    const declared = parseCount('Upload-Length', header(req, 'upload-length'));
+    if (declared === undefined) return;
+    if (session.length !== undefined && declared !== session.length)
+      throw new RelayError('invalid_tus_header', 'Upload-Length cannot change.');
+    if (declared < offset)
+      throw new RelayError('invalid_tus_header', 'Upload-Length is below the offset.');
+    // A part sent as not the last promised more bytes after it.
+    const { ledger } = session.state;
+    const last = ledger.parts.at(-1);
+    if (last?.from !== undefined && !last.last && declared <= last.from + last.size)
+      throw new RelayError(
+        'invalid_tus_header',
+        `Upload-Length must be above ${last.from + last.size}: part ${highestPart(ledger)} was sent with more to come.`,
+      );
+    checkSize(declared);
+    session.length = declared;
+  }
+
   /**
    * Saves what the engine says to keep, within the store's room; the record's offset then counts
    * exactly the bytes kept. Returns how many bytes did not fit (the client sends them again).
@@ -366,76 +441,59 @@ export function resumableRoutes(deps: ResumableDeps): {
     const write: TailWrite =
       tail.kind === 'append' ? { kind: 'append', chunks } : { kind: 'replace', chunks };
     session.tailBytes = fits;
-    await sessions.save(session, write, current);
+    // Bytes arrived: the upload is moving, its expiry moves on.
+    session.expiresAt = sessions.nextExpiry();
+    await store.save(session, write, current);
     return dropped;
   }
 
   const terminate: RequestHandler = async (req, res) => {
     const id = String(req.params.id);
     if (!UPLOAD_ID.test(id)) throw notFound();
-    await ownSession(id, res);
-    const lock = await locker.acquire(id, AbortSignal.timeout(lockWaitMs), () => undefined);
-    try {
-      const session = await ownSession(id, res);
-      if (session.completed)
-        throw new RelayError('upload_completed', 'This upload is complete; its video stays.');
-      await engine.fail({
-        identity: identityOf(session),
-        target: session.target,
-        state: session.state,
-        code: 'upload_terminated',
-        kind: 'failed',
-        bytesReceived: offsetOf(session),
-        logger: req.log,
-      });
-      await sessions.remove(session);
-      res.status(204).end();
-    } finally {
-      await lock.release();
-    }
+    const gone = new AbortController();
+    res.once('close', () => gone.abort(new ClientGone()));
+    await underLock(
+      id,
+      res,
+      req.log,
+      gone.signal,
+      () => undefined,
+      async (session, lock) => {
+        const ended = session.completed
+          ? { kind: 'completed' as const }
+          : await sessions.end(
+              session,
+              { kind: 'failed', code: 'upload_terminated' },
+              req.log,
+              lock,
+            );
+        if (ended.kind === 'completed')
+          throw new RelayError('upload_completed', 'This upload is complete; its video stays.');
+        res.locals.tusSession = undefined;
+        res.status(204).end();
+      },
+    );
   };
 
-  function identityOf(session: UploadSession) {
-    return {
-      uploadId: session.id,
-      route: 'resumable' as const,
-      principal: session.owner,
-      startedAt: session.createdAt,
-      ...(session.uploadTokenId ? { uploadTokenId: session.uploadTokenId } : {}),
-    };
-  }
-
-  /** Sessions past their expiry: containers the relay made are deleted, then the sessions. */
-  async function sweepExpired(): Promise<number> {
-    let removed = 0;
-    for (const id of await sessions.expired(Date.now(), 100)) {
-      let lock;
+  /**
+   * Every answer that interrupts an upload says where it stands (`Upload-Offset`), whatever
+   * stopped it: the engine, the lock, the drain, admission.
+   */
+  const offsetOnRefusal: ErrorRequestHandler = async (err, req, res, next) => {
+    if (!res.headersSent && !res.hasHeader('Upload-Offset') && res.locals.principal) {
       try {
-        lock = await locker.acquire(id, AbortSignal.timeout(1_000), () => undefined);
-        const session = await sessions.get(id);
-        if (!session) continue;
-        if (!session.completed) {
-          await engine.fail({
-            identity: identityOf(session),
-            target: session.target,
-            state: session.state,
-            code: 'upload_expired',
-            kind: 'expired',
-            bytesReceived: offsetOf(session),
-            logger: deps.logger,
-          });
+        let session = res.locals.tusSession as UploadSession | undefined;
+        if (!session && UPLOAD_ID.test(String(req.params.id ?? ''))) {
+          const found = await store.get(String(req.params.id));
+          if (owns(found, res) && !sessions.isExpired(found)) session = found;
         }
-        await sessions.remove(session);
-        removed += 1;
-      } catch (err) {
-        deps.logger.warn({ uploadId: id, err: String(err) }, 'could not remove an expired upload');
-      } finally {
-        await lock?.release();
+        if (session) res.setHeader('Upload-Offset', String(offsetOf(session)));
+      } catch {
+        // The store is away: the answer goes out without an offset (the client asks with HEAD).
       }
     }
-    if (removed > 0) deps.logger.info({ removed }, 'removed expired resumable uploads');
-    return removed;
-  }
+    next(err);
+  };
 
   const catchAll: RequestHandler = (req, _res, next) =>
     next(new RelayError('route_not_found', `There is no ${req.method} ${req.path}.`));
@@ -448,7 +506,8 @@ export function resumableRoutes(deps: ResumableDeps): {
   router.patch(`${UPLOADS_PATH}/:id`, deps.authenticate, deps.admit, patch);
   router.delete(`${UPLOADS_PATH}/:id`, deps.authenticate, terminate);
   router.all([UPLOADS_PATH, `${UPLOADS_PATH}/*rest`], catchAll);
-  return { router, sweepExpired };
+  router.use([`${UPLOADS_PATH}/:id`, UPLOADS_PATH], offsetOnRefusal);
+  return router;
 }
 
 function storeFull(): RelayError {
@@ -457,17 +516,6 @@ function storeFull(): RelayError {
     'The relay holds as many resumable bytes as it may: what did not fit is not counted; send it again shortly.',
     { headers: { 'Retry-After': '30' } },
   );
-}
-
-function truncateChunks(chunks: Buffer[], bytes: number): Buffer[] {
-  const kept: Buffer[] = [];
-  let left = bytes;
-  for (const chunk of chunks) {
-    if (left <= 0) break;
-    kept.push(chunk.length <= left ? chunk : chunk.subarray(0, left));
-    left -= chunk.length;
-  }
-  return kept;
 }
 
 function hasBody(req: Request): boolean {

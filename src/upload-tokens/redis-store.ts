@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import {
   RETAIN_AFTER_EXPIRY_MS,
   type ConsumeResult,
-  type TokenUpload,
+  type TokenUploadRef,
   type UploadTokenRecord,
   type UploadTokenStore,
 } from './store';
@@ -101,39 +101,30 @@ export class RedisUploadTokenStore implements UploadTokenStore {
     );
   }
 
-  async saveUpload(hash: string, upload: TokenUpload): Promise<void> {
+  async saveUpload(hash: string, upload: TokenUploadRef): Promise<void> {
     // The uploads hash lives as long as the token does; a token gone takes its uploads with it.
     const expiresAt = await this.redis.hget(this.tokenKey(hash), 'expiresAt');
     if (expiresAt === null) return;
     const keepUntil = Number(expiresAt) + RETAIN_AFTER_EXPIRY_MS;
-    await this.redis
-      .multi()
-      .hset(
-        this.uploadsKey(hash),
-        `v:${upload.videoId}`,
-        JSON.stringify(upload),
-        'latest',
-        upload.videoId,
-      )
-      .pexpireat(this.uploadsKey(hash), keepUntil)
-      .exec()
-      .then(failOnError);
+    const json = JSON.stringify(upload);
+    const tx = this.redis.multi().hset(this.uploadsKey(hash), 'latest', json);
+    if (upload.videoId !== undefined) tx.hset(this.uploadsKey(hash), `v:${upload.videoId}`, json);
+    await tx.pexpireat(this.uploadsKey(hash), keepUntil).exec().then(failOnError);
   }
 
-  async forgetUpload(hash: string, videoId: string): Promise<void> {
-    await this.redis.eval(
-      "redis.call('HDEL', KEYS[1], 'v:' .. ARGV[1]); if redis.call('HGET', KEYS[1], 'latest') == ARGV[1] then redis.call('HDEL', KEYS[1], 'latest') end",
-      1,
+  async upload(hash: string, videoId?: string): Promise<TokenUploadRef | undefined> {
+    const json = await this.redis.hget(
       this.uploadsKey(hash),
-      videoId,
+      videoId === undefined ? 'latest' : `v:${videoId}`,
     );
-  }
-
-  async upload(hash: string, videoId?: string): Promise<TokenUpload | undefined> {
-    const id = videoId ?? (await this.redis.hget(this.uploadsKey(hash), 'latest'));
-    if (!id) return undefined;
-    const json = await this.redis.hget(this.uploadsKey(hash), `v:${id}`);
-    return json ? (JSON.parse(json) as TokenUpload) : undefined;
+    if (!json) return undefined;
+    const ref = JSON.parse(json) as Partial<TokenUploadRef>;
+    return typeof ref.uploadId === 'string'
+      ? {
+          uploadId: ref.uploadId,
+          ...(typeof ref.videoId === 'string' ? { videoId: ref.videoId } : {}),
+        }
+      : undefined;
   }
 
   async close(): Promise<void> {

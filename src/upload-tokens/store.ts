@@ -1,6 +1,3 @@
-import type { UploadState } from '../upload/engine';
-import type { UploadTarget } from '../upload/video-fields';
-import type { ChunkProgress } from './chunk-range';
 import type { UploadTokenFields } from './fields';
 
 /** A minted token as stored: never the token itself, only under its hash. */
@@ -38,19 +35,14 @@ export type ConsumeResult =
   | { state: 'active'; record: UploadTokenRecord }
   | { state: Exclude<TokenState, 'active'> | 'unknown'; record?: UploadTokenRecord };
 
-/** An upload a token started on `POST /upload?token=`: later chunks may go there and nowhere else. */
-export interface TokenUpload {
-  /** The video: what later chunks name, and the key the upload is kept under. */
-  videoId: string;
-  /** The upload's id in outcomes and logs (the first chunk's request id). */
+/**
+ * A chunked upload a token started on `POST /upload?token=`: its session id (the upload itself is
+ * an upload session, kept and swept with the tus ones), and its video once known. Later chunks
+ * may go there and nowhere else.
+ */
+export interface TokenUploadRef {
   uploadId: string;
-  startedAt: number;
-  /** What the video was created from (for the upload's outcome, whatever later chunks are named). */
-  target: UploadTarget;
-  /** What api.video has of it (the engine's state): container, acknowledged bytes and parts. */
-  state: UploadState;
-  progress: ChunkProgress;
-  completed: boolean;
+  videoId?: string;
 }
 
 /** Where tokens live: Redis when REDIS_URL is set (every replica sees them), memory otherwise. */
@@ -64,17 +56,16 @@ export interface UploadTokenStore {
   revoke(hash: string): Promise<void>;
   /** Gives back a use counted for an upload that failed before any part was acknowledged. */
   refund(hash: string): Promise<void>;
-  /** Records an upload of the token; it becomes the token's latest. */
-  saveUpload(hash: string, upload: TokenUpload): Promise<void>;
-  forgetUpload(hash: string, videoId: string): Promise<void>;
-  /** One of the token's uploads, or (no id) its latest. */
-  upload(hash: string, videoId?: string): Promise<TokenUpload | undefined>;
+  /** Records an upload of the token (under its video, once known); it becomes the token's latest. */
+  saveUpload(hash: string, upload: TokenUploadRef): Promise<void>;
+  /** One of the token's uploads by its video, or (no id) its latest. */
+  upload(hash: string, videoId?: string): Promise<TokenUploadRef | undefined>;
   close(): Promise<void>;
 }
 
 interface TokenUploads {
-  latest?: string;
-  byVideo: Map<string, TokenUpload>;
+  latest?: TokenUploadRef;
+  byVideo: Map<string, TokenUploadRef>;
 }
 
 export class MemoryUploadTokenStore implements UploadTokenStore {
@@ -119,27 +110,19 @@ export class MemoryUploadTokenStore implements UploadTokenStore {
     if (record && record.uses > 0) record.uses -= 1;
   }
 
-  async saveUpload(hash: string, upload: TokenUpload): Promise<void> {
+  async saveUpload(hash: string, upload: TokenUploadRef): Promise<void> {
     if (!this.live(hash)) return;
     const entry: TokenUploads = this.uploads.get(hash) ?? { byVideo: new Map() };
-    entry.byVideo.set(upload.videoId, structuredClone(upload));
-    entry.latest = upload.videoId;
+    if (upload.videoId !== undefined) entry.byVideo.set(upload.videoId, { ...upload });
+    entry.latest = { ...upload };
     this.uploads.set(hash, entry);
   }
 
-  async forgetUpload(hash: string, videoId: string): Promise<void> {
-    const entry = this.uploads.get(hash);
-    if (!entry) return;
-    entry.byVideo.delete(videoId);
-    if (entry.latest === videoId) entry.latest = undefined;
-  }
-
-  async upload(hash: string, videoId?: string): Promise<TokenUpload | undefined> {
+  async upload(hash: string, videoId?: string): Promise<TokenUploadRef | undefined> {
     if (!this.live(hash)) return undefined;
     const entry = this.uploads.get(hash);
-    const id = videoId ?? entry?.latest;
-    const found = id === undefined ? undefined : entry?.byVideo.get(id);
-    return found && structuredClone(found);
+    const found = videoId === undefined ? entry?.latest : entry?.byVideo.get(videoId);
+    return found && { ...found };
   }
 
   async close(): Promise<void> {}

@@ -5,34 +5,45 @@ import type { Video } from '../apivideo/types';
 import { formatBytes } from '../config';
 import { RelayError, isRelayError } from '../errors';
 import { continueIfExpected } from '../http/linger';
+import { idOf } from '../http/request-id';
 import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
+import { SESSION_VERSION, type UploadSession } from '../resumable/session-store';
+import type { UploadLock } from '../resumable/upload-lock';
+import { expiredError, type UploadSessions } from '../resumable/upload-sessions';
 import { abortable } from '../upload/abortable';
 import {
   ClientGone,
   freshState,
-  type UploadEngine,
   type UploadIdentity,
   type UploadObserver,
-} from '../upload/engine';
+} from '../upload/contract';
+import type { UploadEngine } from '../upload/engine';
+import { acknowledgedBytes, acknowledgedParts } from '../upload/ledger';
 import type { FormLimits } from '../upload/multipart-intake';
-import { toRelayError } from '../upload/upstream-failure';
+import { MAX_PART_SIZE } from '../upload/part-size';
 import { byteTransform } from '../upload/stream-buffers';
+import { toRelayError } from '../upload/upstream-failure';
 import { titleFromFilename, type UploadTarget } from '../upload/video-fields';
 import { apiVideoProblemHandler } from './apivideo-problem';
 import { bindTokenFields, uploadGrant, type UploadTokenGrant } from './bind';
-import { RangeProblem, parseChunkRange, planPart, type ChunkRange } from './chunk-range';
-import type { UploadLocker } from '../resumable/upload-lock';
+import {
+  RangeProblem,
+  parseChunkRange,
+  planPart,
+  type ChunkProgress,
+  type ChunkRange,
+  type PartPlan,
+} from './chunk-range';
 import { receiveChunk, type ChunkForm } from './chunk-intake';
-import type { TokenUpload } from './store';
+import type { TokenUploadRef } from './store';
 import type { UploadTokens } from './tokens';
-import { idOf } from '../http/request-id';
 
 export const TOKEN_UPLOAD_PATH = '/upload';
 
 export interface TokenUploadDeps extends GuardDeps {
   tokens: UploadTokens;
-  /** One chunk at a time per token: the same lock resumable uploads take (across replicas). */
-  locker: UploadLocker;
+  /** Chunked uploads are upload sessions; their lock is the one tus uploads take (across replicas). */
+  sessions: UploadSessions;
   engine: UploadEngine;
   observer: UploadObserver;
   /** The admission every upload route shares (UPLOAD_MAX_CONCURRENT, per client, draining). */
@@ -43,17 +54,15 @@ export interface TokenUploadDeps extends GuardDeps {
 
 /** Room for the form's framing and a `videoId` field when a chunk's Content-Length is judged. */
 const FORM_OVERHEAD_ALLOWANCE = 1024 * 1024;
-/** api.video's ceiling on one part: a chunk is one part. */
-const MAX_CHUNK = 128 * 1024 * 1024;
 const ROUTE = 'upload-token' as const;
 
 /**
  * `POST /upload?token=…`: api.video's delegated upload, answered as api.video answers it, so its
  * own uploaders work with their host set to the relay. An adapter on the upload engine: a whole
  * file (no Content-Range) is one `engine.relay()` like any upload; each chunk of a chunked upload
- * is one `engine.sendPart()`, exactly one part at api.video, streamed through. The first chunk
- * creates the video from the token's fields; later chunks can only reach a video this token
- * created (the token remembers them).
+ * is one `engine.sendChunk()`, exactly one part at api.video, streamed through, within an upload
+ * session like a tus upload's. The first chunk creates the video from the token's fields; later
+ * chunks can only reach a video this token created (the token remembers them).
  */
 export function tokenUploadRoutes(deps: TokenUploadDeps): Router {
   const router = Router();
@@ -91,6 +100,7 @@ interface Chunk {
   /** The stricter of UPLOAD_MAX_FILE_SIZE and the token's maxFileSize; 0: none. */
   limit: number;
   signal: AbortSignal;
+  halt: AbortSignal;
   log: Logger;
 }
 
@@ -116,6 +126,7 @@ function handler(deps: TokenUploadDeps): RequestHandler {
         range,
         limit,
         signal: guard.signal,
+        halt: guard.halt,
         log,
       };
       const video =
@@ -135,35 +146,36 @@ function handler(deps: TokenUploadDeps): RequestHandler {
   };
 }
 
-function identityOf(c: Chunk, uploadId: string, startedAt: number): UploadIdentity {
+function identityOf(c: Chunk): UploadIdentity {
   return {
-    uploadId,
+    uploadId: idOf(c.req),
     route: ROUTE,
     principal: c.grant.record.principal,
     uploadTokenId: c.grant.id,
-    startedAt,
+    startedAt: Date.now(),
   };
 }
 
 /** A file in one request: the engine cuts it into parts, retries them, and cleans up on failure. */
 async function wholeFile(c: Chunk): Promise<Video> {
   const { deps, grant, form } = c;
-  const identity = identityOf(c, idOf(c.req), Date.now());
+  const identity = identityOf(c);
+  deps.engine.begin(identity);
   let target: UploadTarget | undefined;
   try {
     target = targetFor(grant, form.filename);
     await grant.consume();
   } catch (err) {
-    await refused(c, identity, target, err);
+    await refused(c, identity, err);
     throw err;
   }
-  deps.metrics.uploadsStarted.inc({ route: ROUTE });
   try {
-    const video = await deps.engine.relay({
+    return await deps.engine.relay({
       identity,
       target,
       file: form.stream.pipe(limitTo(c.limit)),
       signal: c.signal,
+      halt: c.halt,
       logger: c.log,
       bodyComplete: form.complete.then(() => undefined),
       classifyStreamError: (err) =>
@@ -174,30 +186,21 @@ async function wholeFile(c: Chunk): Promise<Video> {
               `The multipart body is malformed: ${(err as Error).message}.`,
             ),
     });
-    await deps.tokens.store.saveUpload(c.hash, {
-      videoId: video.videoId,
-      uploadId: identity.uploadId,
-      startedAt: identity.startedAt,
-      target,
-      state: { ...freshState(), videoId: video.videoId },
-      progress: {},
-      completed: true,
-    });
-    return video;
   } catch (err) {
-    // The engine deleted what it created and recorded the failure: the use is given back.
+    // The engine ended the upload (its container deleted): the use is given back.
     await deps.tokens.store.refund(c.hash).catch(() => undefined);
     throw err;
   }
 }
 
 /**
- * One chunk at a time per token: the upload's state (what is acknowledged, how many bytes) is read
- * and saved under the lock, so parallel chunks can neither pass the size limit together nor
- * overwrite each other's progress. api.video's uploaders send chunks one after the other anyway.
+ * One chunk at a time per token: which upload it belongs to is decided, and the upload's session
+ * read and saved, under the token's lock, so parallel chunks can neither pass the size limit
+ * together nor start two uploads where one was meant. api.video's uploaders send chunks one after
+ * the other anyway.
  */
 async function oneChunk(c: Chunk): Promise<Video> {
-  const lock = await c.deps.locker.acquire(
+  const lock = await c.deps.sessions.locker.acquire(
     `token-upload:${c.hash}`,
     AbortSignal.any([c.signal, AbortSignal.timeout(10_000)]),
     () => undefined,
@@ -209,86 +212,132 @@ async function oneChunk(c: Chunk): Promise<Video> {
   }
 }
 
-/** One chunk of a chunked upload: one part at api.video, into the video this token created. */
+/**
+ * One chunk of a chunked upload: one part at api.video, into the video this token created. The
+ * upload is an upload session like a tus one: its ledger saved before the part goes out, settled
+ * with api.video when an answer was lost, swept when abandoned.
+ */
 async function oneChunkLocked(c: Chunk): Promise<Video> {
-  const { deps, grant, hash, form, range } = c;
-  const store = deps.tokens.store;
-  const found = await uploadFor(c);
-  const plan = planOrRefuse(range, found?.progress ?? {});
+  const { deps, range } = c;
+  const { sessions } = deps;
+  let session = await sessionFor(c);
+  const plan = planOrRefuse(range, session?.progress ?? {});
   if (c.limit > 0 && range.kind === 'bytes' && range.size > c.limit) throw tooLarge(c.limit);
-  let upload: TokenUpload;
-  let startedHere = false;
-  if (found) upload = found;
-  else {
-    const identity = identityOf(c, idOf(c.req), Date.now());
-    let target: UploadTarget | undefined;
-    try {
-      target = targetFor(grant, form.filename);
-      await grant.consume();
-    } catch (err) {
-      await refused(c, identity, target, err);
-      throw err;
-    }
-    startedHere = true;
-    deps.metrics.uploadsStarted.inc({ route: ROUTE });
-    upload = {
-      videoId: '',
-      uploadId: identity.uploadId,
-      startedAt: identity.startedAt,
-      target,
-      state: freshState(),
-      progress: {},
-      completed: false,
-    };
+  const startedHere = session === undefined;
+  session ??= await startUpload(c);
+  const lock = await sessions.locker.acquire(
+    session.id,
+    AbortSignal.any([c.signal, AbortSignal.timeout(10_000)]),
+    () => undefined,
+  );
+  try {
+    const settled = await sessions.settle(session, c.log, lock);
+    if (settled.kind === 'completed') return answerCompleted(session, plan.part, plan.last);
+    return await sendChunk(c, session, plan, startedHere, lock);
+  } finally {
+    await lock.release();
   }
-  const identity = identityOf(c, upload.uploadId, upload.startedAt);
-  const { target } = upload;
-  const state = upload.state;
+}
+
+/** A chunk of an upload that is complete: its last chunk again (its answer was lost) gets the video. */
+function answerCompleted(session: UploadSession, part: number, last: boolean): Video {
+  if (last && part === session.state.ledger.ackedParts && session.video) return session.video;
+  throw new RelayError(
+    'upload_chunk_invalid',
+    'This upload is complete: there is no chunk left to send.',
+  );
+}
+
+/** The first chunk of an upload: the token's use is counted and the upload begins. */
+async function startUpload(c: Chunk): Promise<UploadSession> {
+  const { deps, grant } = c;
+  const identity = identityOf(c);
+  const target = targetFor(grant, c.form.filename);
+  await grant.consume();
+  const session: UploadSession = {
+    v: SESSION_VERSION,
+    id: identity.uploadId,
+    kind: 'chunked',
+    owner: identity.principal,
+    length: undefined,
+    rawMetadata: undefined,
+    target,
+    state: freshState(),
+    tailBytes: 0,
+    completed: false,
+    video: undefined,
+    createdAt: identity.startedAt,
+    expiresAt: deps.sessions.nextExpiry(),
+    uploadTokenId: grant.id,
+    ...(grant.record.fields.maxFileSize ? { maxFileSize: grant.record.fields.maxFileSize } : {}),
+  };
+  try {
+    await deps.sessions.store.create(session);
+    await deps.tokens.store.saveUpload(c.hash, { uploadId: session.id });
+  } catch (err) {
+    await deps.tokens.store.refund(c.hash).catch(() => undefined);
+    throw err;
+  }
+  deps.engine.begin(identity);
+  return session;
+}
+
+async function sendChunk(
+  c: Chunk,
+  session: UploadSession,
+  plan: PartPlan,
+  startedHere: boolean,
+  lock: UploadLock,
+): Promise<Video> {
+  const { deps, form } = c;
+  const { sessions } = deps;
+  const { state } = session;
   let received = 0;
   // What broke the body, if it broke: the upstream call then fails too, but this is the reason.
   const broken: { error?: unknown } = {};
-  const file = countBytes(form.stream, broken, (n) => {
-    received += n;
-    if (c.limit > 0 && state.ackedBytes + received > c.limit) throw tooLarge(c.limit);
-    if (plan.length !== undefined && received > plan.length)
-      throw new RelayError(
-        'upload_chunk_invalid',
-        `The chunk is longer than its Content-Range says (${plan.length} bytes).`,
-      );
-    if (received > MAX_CHUNK)
-      throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_CHUNK)}.`);
+  const file = countBytes(form.stream, broken, {
+    seen: (n) => {
+      received += n;
+      if (c.limit > 0 && acknowledgedBytes(state.ledger) + received > c.limit)
+        throw tooLarge(c.limit);
+      if (plan.length !== undefined && received > plan.length)
+        throw new RelayError(
+          'upload_chunk_invalid',
+          `The chunk is longer than its Content-Range says (${plan.length} bytes).`,
+        );
+      if (received > MAX_PART_SIZE)
+        throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_PART_SIZE)}.`);
+    },
+    // Before api.video sees the end of a chunk shorter than its Content-Range says.
+    ended: () => {
+      if (plan.length !== undefined && received !== plan.length)
+        throw new RelayError(
+          'upload_chunk_invalid',
+          `The chunk has ${received} bytes, not the ${plan.length} its Content-Range says.`,
+        );
+    },
   });
+  session.progress = plan.progress;
   try {
-    const sent = deps.engine.sendPart({
-      identity,
-      target,
+    const { video } = await deps.engine.sendChunk({
+      identity: sessions.identityOf(session),
+      target: session.target,
       state,
+      logger: c.log,
+      checkpoint: sessions.checkpoint(session, lock),
       part: plan.part,
       isLast: plan.last,
       file,
       length: plan.length,
       signal: c.signal,
-      logger: c.log,
     });
-    // The container exists once sendPart has opened it: remember it now, so a retry finds it.
-    const { video } = await sent;
-    if (plan.length !== undefined && received !== plan.length)
-      throw new RelayError(
-        'upload_chunk_invalid',
-        `The chunk has ${received} bytes, not the ${plan.length} its Content-Range says.`,
-      );
+    await rememberVideo(c, session);
     const { videoIdAfter } = await form.complete;
-    await store.saveUpload(hash, {
-      ...upload,
-      videoId: state.videoId!,
-      state,
-      progress: plan.progress,
-      completed: upload.completed || plan.last,
-    });
     if (videoIdAfter !== undefined && videoIdAfter !== state.videoId) throw notThisToken();
     c.log.info(
       {
         event: 'upload_chunk',
+        uploadId: session.id,
         videoId: state.videoId,
         part: plan.part,
         last: plan.last,
@@ -298,6 +347,7 @@ async function oneChunkLocked(c: Chunk): Promise<Video> {
     );
     return video;
   } catch (failure) {
+    await rememberVideo(c, session).catch(() => undefined);
     const err = c.signal.aborted
       ? (c.signal.reason as Error)
       : broken.error instanceof RelayError
@@ -306,48 +356,73 @@ async function oneChunkLocked(c: Chunk): Promise<Video> {
           ? new RelayError('malformed_multipart', 'The multipart body ended before the chunk did.')
           : failure;
     const code = err instanceof ClientGone || isRelayError(err) ? err.code : 'internal_error';
-    if (startedHere && state.ackedBytes === 0) {
-      // The upload never got a part in: it fails whole (the engine deletes the container it made
-      // and records the outcome), and its use is given back so a retry starts afresh.
-      await deps.engine.fail({
-        identity,
-        target,
-        state,
-        code,
-        kind: 'failed',
-        bytesReceived: received,
-        logger: c.log,
-      });
-      if (state.videoId) await store.forgetUpload(hash, state.videoId).catch(() => undefined);
-      await store.refund(hash).catch(() => undefined);
+    if (startedHere && acknowledgedParts(state.ledger) === 0 && !session.completed) {
+      // The upload never got a part in: it ends here (its container deleted unless api.video
+      // holds a source of it), and its use is given back so that a retry starts afresh.
+      const ended = await sessions
+        .end(session, { kind: 'failed', code }, c.log, lock)
+        .catch(() => undefined);
+      if (ended?.kind === 'completed') return ended.video;
+      if (ended) await deps.tokens.store.refund(c.hash).catch(() => undefined);
     } else {
       // A failed chunk is not a failed upload: the client retries it, into the same video.
       deps.observer.interrupted(ROUTE, code);
-      if (state.videoId && startedHere)
-        await store
-          .saveUpload(hash, { ...upload, videoId: state.videoId, state })
-          .catch(() => undefined);
     }
     throw err;
   }
 }
 
+/** Later chunks name the video: it must lead back to this upload. */
+async function rememberVideo(c: Chunk, session: UploadSession): Promise<void> {
+  const videoId = session.state.videoId;
+  if (videoId === undefined) return;
+  await c.deps.tokens.store.saveUpload(c.hash, { uploadId: session.id, videoId });
+}
+
 /** An upload refused before the engine had it is still an upload with one outcome. */
-async function refused(
-  c: Chunk,
-  identity: UploadIdentity,
-  target: UploadTarget | undefined,
-  err: unknown,
-): Promise<void> {
-  await c.deps.engine.fail({
+async function refused(c: Chunk, identity: UploadIdentity, err: unknown): Promise<void> {
+  await c.deps.engine.end({
     identity,
-    target,
+    target: undefined,
     state: freshState(),
     code: isRelayError(err) ? err.code : 'internal_error',
     kind: 'failed',
     bytesReceived: 0,
     logger: c.log,
+    ifUnsure: 'keep',
   });
+}
+
+/**
+ * The session of the upload a chunk belongs to; undefined when it starts a new one. An upload
+ * past its expiry is ended first (and the chunk refused, or it starts a new upload).
+ */
+async function sessionFor(c: Chunk): Promise<UploadSession | undefined> {
+  const ref = await uploadFor(c);
+  if (!ref) return undefined;
+  const { sessions } = c.deps;
+  const session = await sessions.store.get(ref.uploadId);
+  if (session && sessions.isExpired(session)) {
+    const lock = await sessions.locker.tryAcquire(session.id);
+    if (lock) {
+      try {
+        const ended = await sessions.end(
+          session,
+          { kind: 'expired', code: 'upload_expired' },
+          c.log,
+          lock,
+        );
+        if (ended.kind === 'completed') return session;
+      } finally {
+        await lock.release();
+      }
+    }
+    if (isFirst(c.range)) return undefined;
+    throw expiredError();
+  }
+  if (session) return session;
+  if (isFirst(c.range)) return undefined;
+  throw noUploadInProgress();
 }
 
 /**
@@ -355,7 +430,7 @@ async function refused(
  * a video this token created (or the one it was minted for): the `videoId` a client names is
  * checked against the token's own uploads, never trusted.
  */
-async function uploadFor(c: Chunk): Promise<TokenUpload | undefined> {
+async function uploadFor(c: Chunk): Promise<TokenUploadRef | undefined> {
   const store = c.deps.tokens.store;
   const bound = c.grant.record.fields.videoId;
   const named = c.form.videoId;
@@ -365,23 +440,30 @@ async function uploadFor(c: Chunk): Promise<TokenUpload | undefined> {
     if (named === bound) return undefined;
     throw notThisToken();
   }
-  const first =
-    c.range.kind === 'whole' ||
-    (c.range.kind === 'part' && c.range.part === 1) ||
-    (c.range.kind === 'bytes' && c.range.from === 0);
   const latest = await store.upload(c.hash);
-  if (!first) {
-    // The Node client sends no videoId on later chunks: they continue the token's latest upload.
-    if (!latest || latest.completed)
-      throw new RelayError(
-        'upload_chunk_invalid',
-        'No upload of this token is in progress: send its first chunk first.',
-      );
+  // The Node client sends no videoId on later chunks: they continue the token's latest upload.
+  if (!isFirst(c.range)) {
+    if (!latest) throw noUploadInProgress();
     return latest;
   }
   // A single-use token's first chunk again (a retry after a lost answer) goes where the first went.
-  if (c.grant.record.maxUses === 1 && latest && !latest.completed) return latest;
+  if (c.grant.record.maxUses === 1 && latest) return latest;
   return undefined;
+}
+
+function isFirst(range: ChunkRange): boolean {
+  return (
+    range.kind === 'whole' ||
+    (range.kind === 'part' && range.part === 1) ||
+    (range.kind === 'bytes' && range.from === 0)
+  );
+}
+
+function noUploadInProgress(): RelayError {
+  return new RelayError(
+    'upload_chunk_invalid',
+    'No upload of this token is in progress: send its first chunk first.',
+  );
 }
 
 function targetFor(grant: UploadTokenGrant, filename: string | undefined): UploadTarget {
@@ -400,7 +482,7 @@ function readRange(header: string | undefined): ChunkRange {
   }
 }
 
-function planOrRefuse(range: ChunkRange, progress: TokenUpload['progress']) {
+function planOrRefuse(range: ChunkRange, progress: ChunkProgress): PartPlan {
   try {
     return planPart(range, progress);
   } catch (err) {
@@ -420,8 +502,8 @@ function checkDeclaredLength(req: Request, range: ChunkRange, limit: number): vo
     req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
   if (declared === undefined) return;
   if (limit > 0 && declared > limit + FORM_OVERHEAD_ALLOWANCE) throw tooLarge(limit);
-  if (range.kind !== 'whole' && declared > MAX_CHUNK + FORM_OVERHEAD_ALLOWANCE)
-    throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_CHUNK)}.`);
+  if (range.kind !== 'whole' && declared > MAX_PART_SIZE + FORM_OVERHEAD_ALLOWANCE)
+    throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_PART_SIZE)}.`);
 }
 
 function sizeLimit(relay: number, token: number | undefined): number {
@@ -442,13 +524,14 @@ function limitTo(limit: number): Transform {
 async function* countBytes(
   stream: AsyncIterable<Buffer>,
   broken: { error?: unknown },
-  seen: (bytes: number) => void,
+  check: { seen: (bytes: number) => void; ended: () => void },
 ): AsyncGenerator<Buffer> {
   try {
     for await (const chunk of stream) {
-      seen(chunk.length);
+      check.seen(chunk.length);
       yield chunk;
     }
+    check.ended();
   } catch (err) {
     broken.error = err;
     throw err;

@@ -8,6 +8,10 @@ const LARGE_PART = 8 * 1024 * 1024;
 /** A part cut from the stream, holding its room in the budget until it is let go. */
 export interface HeldPart {
   number: number;
+  /** Where the part starts in the file. */
+  from: number;
+  /** The ledger bound this number to these bytes already (a part sent before, sent again). */
+  bound: boolean;
   /** The bytes, in order, never joined: blocks from the pool, or the client's own chunks. */
   chunks: Buffer[];
   size: number;
@@ -32,8 +36,16 @@ export interface BudgetedCutterOptions {
    * while a slow client's 5 MiB parts keep small blocks (what it holds stays close to what it sent).
    */
   largePool?: BlockPool;
-  /** A resumed upload goes on from its next part. */
+  /** A resumed upload goes on from its next part ... */
   firstNumber?: number;
+  /** ... which starts at this byte of the file. */
+  startAt?: number;
+  /**
+   * What the part ledger says of a part number already on the wire: it must be cut to exactly
+   * that size again, or (acknowledged beyond a gap) its bytes are passed over, not held or sent.
+   * Undefined: a part never sent, sized by the sizer.
+   */
+  recorded?: (number: number) => { size: number; acknowledged: boolean } | undefined;
   /**
    * An upper bound of the bytes still to come, when the route knows one (a Content-Length, a tus
    * Upload-Length): a short upload then reserves what it can hold, not a whole part.
@@ -45,6 +57,8 @@ export interface BudgetedCutterOptions {
 
 interface OpenPart {
   number: number;
+  from: number;
+  bound: boolean;
   reservation: Reservation;
   chunks: Buffer[];
   /** Where its blocks come from (pooled mode). */
@@ -69,7 +83,11 @@ interface OpenPart {
  */
 export class BudgetedCutter {
   private open: OpenPart | undefined;
+  /** Bytes still to pass over of an acknowledged part (its number is already counted). */
+  private skipping = 0;
   private nextNumber: number;
+  /** Where the next byte pushed goes in the file. */
+  private position: number;
   private maxBytes: number;
   private readonly minPart: number;
   private waitMs = 0;
@@ -77,6 +95,7 @@ export class BudgetedCutter {
 
   constructor(private readonly options: BudgetedCutterOptions) {
     this.nextNumber = options.firstNumber ?? 1;
+    this.position = options.startAt ?? 0;
     this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
     this.minPart = options.minPart ?? MIN_PART_SIZE;
   }
@@ -106,6 +125,14 @@ export class BudgetedCutter {
     let rest = chunk;
     while (rest.length > 0) {
       if (this.closed) throw new Error('the cutter is closed');
+      if (this.skipping > 0) {
+        const n = Math.min(rest.length, this.skipping);
+        this.skipping -= n;
+        this.position += n;
+        this.maxBytes -= n;
+        rest = rest.subarray(n);
+        continue;
+      }
       if (this.open && this.open.reservation.room === 0) {
         // More bytes exist, so it is not the last part, and api.video wants it >= 5 MiB. Smaller
         // is only reachable if maxBytes was not an upper bound (the caller's bug).
@@ -116,7 +143,10 @@ export class BudgetedCutter {
         await release(this.cut());
         continue;
       }
-      if (!this.open) await this.openPart(signal);
+      if (!this.open) {
+        if (this.skipRecorded()) continue;
+        await this.openPart(signal);
+      }
       const n = Math.min(rest.length, this.open!.reservation.room);
       this.write(n === rest.length ? rest : rest.subarray(0, n));
       rest = rest.subarray(n);
@@ -129,8 +159,17 @@ export class BudgetedCutter {
    */
   adopt(reservation: Reservation): void {
     if (this.open) throw new Error('a part is already open');
+    const recorded = this.options.recorded?.(this.nextNumber);
+    if (recorded) {
+      // A part sent before: exactly its size again. Room that cannot hold it is given back, and
+      // the part reserves its own when its first byte comes.
+      if (recorded.acknowledged || reservation.size < recorded.size) return reservation.release();
+      reservation.shrinkTo(recorded.size);
+    }
     this.open = {
       number: this.nextNumber++,
+      from: this.position,
+      bound: recorded !== undefined,
       reservation,
       chunks: [],
       pool: this.poolFor(reservation.size),
@@ -163,18 +202,35 @@ export class BudgetedCutter {
     return largePool && size >= LARGE_PART ? largePool : pool;
   }
 
+  /** At an acknowledged part of the ledger: its bytes are passed over. */
+  private skipRecorded(): boolean {
+    const recorded = this.options.recorded?.(this.nextNumber);
+    if (!recorded?.acknowledged) return false;
+    this.nextNumber += 1;
+    this.skipping = recorded.size;
+    return true;
+  }
+
   private async openPart(signal?: AbortSignal): Promise<void> {
     const { sizer, account } = this.options;
-    const want = Math.max(1, Math.min(sizer.next, this.maxBytes));
-    // Under pressure a part may shrink to api.video's minimum (or to the known rest, if smaller).
-    const atLeast = Math.min(this.minPart, want);
+    const recorded = this.options.recorded?.(this.nextNumber);
+    // A part number already sent is cut to the same bytes again, whatever the budget or the sizer.
+    const want = recorded ? recorded.size : Math.max(1, Math.min(sizer.next, this.maxBytes));
+    // Under pressure a new part may shrink to api.video's minimum (or to the known rest).
+    const atLeast = recorded ? want : Math.min(this.minPart, want);
     const reservation = await account.reserve(want, { atLeast, signal });
     if (this.closed) {
       reservation.release();
       throw new Error('the cutter is closed');
     }
+    if (reservation.size !== want && recorded) {
+      reservation.release();
+      throw new RangeError(`part ${this.nextNumber} needs ${want} bytes of room at once`);
+    }
     this.open = {
       number: this.nextNumber++,
+      from: this.position,
+      bound: recorded !== undefined,
       reservation,
       chunks: [],
       pool: this.poolFor(reservation.size),
@@ -188,6 +244,7 @@ export class BudgetedCutter {
     const open = this.open!;
     open.reservation.hold(bytes.length);
     this.maxBytes -= bytes.length;
+    this.position += bytes.length;
     if (this.waitMs > 0) {
       open.fillMs += this.waitMs;
       this.waitMs = 0;
@@ -225,6 +282,8 @@ export class BudgetedCutter {
     const lastBlock = open.block;
     return {
       number: open.number,
+      from: open.from,
+      bound: open.bound,
       chunks,
       size,
       fillMs: open.fillMs,

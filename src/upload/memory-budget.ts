@@ -277,9 +277,14 @@ export class Reservation {
 
   /** The part turned out smaller (the last one): gives back the room it will never use. */
   shrinkToHeld(): void {
-    const excess = this.bytes - this.heldBytes;
+    this.shrinkTo(this.heldBytes);
+  }
+
+  /** Gives back the room above `bytes` (never below what is held). */
+  shrinkTo(bytes: number): void {
+    const excess = this.bytes - Math.max(bytes, this.heldBytes);
     if (excess <= 0 || this.released) return;
-    this.bytes = this.heldBytes;
+    this.bytes -= excess;
     this.account.giveBack(excess);
   }
 

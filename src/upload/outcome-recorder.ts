@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RelayMetrics } from '../metrics';
-import type { UploadObserver } from './engine';
+import type { UploadObserver } from './contract';
 import type { OutcomeSink, UploadOutcome } from './outcome';
 
 /**
@@ -56,6 +56,7 @@ export class OutcomeRecorder implements OutcomeSink {
 /** The engine's byte counters, as Prometheus metrics. */
 export function metricsObserver(metrics: RelayMetrics): UploadObserver {
   return {
+    started: (route) => metrics.uploadsStarted.inc({ route }),
     received: (bytes) => metrics.bytesReceived.inc(bytes),
     held: (delta) => metrics.bytesBuffered.inc(delta),
     partAcknowledged: (bytes, seconds) => {

@@ -1,11 +1,11 @@
 import { Writable } from 'node:stream';
 import type { Server } from 'node:http';
 import { ApiVideoClient, type ApiVideoClientOptions } from '../../src/apivideo/client';
-import { createApp, type AppDeps } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import type { RunningEmulator } from '../../src/emulator/app';
-import { Lifecycle } from '../../src/lifecycle';
+import type { Lifecycle } from '../../src/lifecycle';
 import { createLogger } from '../../src/logger';
+import { createRelay, type Relay, type RelayParts } from '../../src/relay';
 import { createHttpServer, listen } from '../../src/server';
 import { TEST_API_KEY } from './emulator';
 import type { MemoryBudget } from '../../src/upload/memory-budget';
@@ -17,6 +17,8 @@ export interface TestRelay {
   server: Server;
   config: Config;
   client: ApiVideoClient;
+  /** Every part, as the composition root built it. */
+  relay: Relay;
   /** Sweeps expired resumable sessions on demand (main.ts does it on a timer). */
   sweepExpired(): Promise<number>;
   /** UPLOAD_MEMORY_BUDGET's own accounting, shared by every route. */
@@ -32,18 +34,20 @@ export interface TestRelayOptions {
   ready?: boolean;
   apiKey?: string;
   authScheme?: 'basic' | 'bearer';
-  resumable?: AppDeps['resumable'];
-  outcomeSinks?: AppDeps['outcomeSinks'];
-  uploadTokens?: AppDeps['uploadTokens'];
+  outcomeSinks?: RelayParts['outcomeSinks'];
+  uploadTokens?: RelayParts['uploadTokens'];
   /** Overrides for the relay's api.video client (timeouts, a dispatcher through a proxy). */
   client?: Partial<ApiVideoClientOptions>;
-  /** More of the app's parts (webhooks, outcome sinks, metrics). */
-  deps?: Partial<AppDeps>;
+  /** Parts built by the test instead of from the configuration (webhooks, metrics, the budget). */
+  deps?: Partial<Omit<RelayParts, 'config' | 'logger' | 'apivideo' | 'readiness'>>;
+  /** Runs the background work main.ts runs (the Redis probe, webhook delivery, the sweep timer). */
+  start?: boolean;
 }
 
 /**
- * The real app on an ephemeral port, pointed at an emulator, with short retry waits and its logs
- * kept in memory so tests can read them.
+ * The real relay, built by the same composition root as main.ts (so every setting, REDIS_* ones
+ * included, applies as in production), on an ephemeral port, pointed at an emulator, with short
+ * retry waits and its logs kept in memory so tests can read them.
  */
 export async function startTestRelay(
   emulator: RunningEmulator,
@@ -74,18 +78,17 @@ export async function startTestRelay(
     retry: { baseDelayMs: 5, maxDelayMs: 100 },
     ...options.client,
   });
-  const lifecycle = new Lifecycle();
-  const app = createApp({
+  const relay = createRelay({
     config,
-    lifecycle,
-    outcomeSinks: options.outcomeSinks,
-    uploadTokens: options.uploadTokens,
     logger,
     apivideo: client,
     readiness: { isReady: () => options.ready ?? true },
-    resumable: options.resumable,
     ...options.deps,
+    outcomeSinks: [...(options.outcomeSinks ?? []), ...(options.deps?.outcomeSinks ?? [])],
+    uploadTokens: options.uploadTokens ?? options.deps?.uploadTokens,
   });
+  if (options.start) relay.start();
+  const { app, lifecycle } = relay;
   const server = createHttpServer(app, config);
   const url = await listen(server, 0, '127.0.0.1');
   return {
@@ -94,9 +97,9 @@ export async function startTestRelay(
     server,
     config,
     client,
-    memoryBudget: app.locals.memoryBudget as MemoryBudget,
-    sweepExpired: () =>
-      (app.locals.resumable as { sweepExpired(): Promise<number> }).sweepExpired(),
+    relay,
+    memoryBudget: relay.memoryBudget,
+    sweepExpired: () => relay.sweep(),
     rawLogs: () => lines,
     logs: () =>
       lines
@@ -106,6 +109,7 @@ export async function startTestRelay(
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await relay.close();
       await client.close();
     },
   };

@@ -4,8 +4,6 @@ import { Redis } from 'ioredis';
 import request from 'supertest';
 import { request as undici } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
-import { RedisSessionStore } from '../../src/resumable/session-store';
-import { RedisLocker } from '../../src/resumable/upload-lock';
 import { startTestRelay, type TestRelay, type TestRelayOptions } from './relay';
 
 export const TOKEN_A = 'tus-token-alpha-0123456789';
@@ -23,14 +21,18 @@ export interface RedisRelay {
   close(): Promise<void>;
 }
 
-/** A relay whose resumable sessions and locks are in the real Redis, under their own prefix. */
+/**
+ * A relay whose resumable sessions, locks and tokens are in the real Redis, under a prefix of its
+ * own, configured as an operator would (REDIS_URL, REDIS_KEY_PREFIX); `redis` is the test's own
+ * connection, to look at or change what is stored.
+ */
 export async function relayWithRedis(
   emulator: RunningEmulator,
   env: Record<string, string> = {},
   options: Partial<TestRelayOptions> & { redisUrl?: string; prefix?: string } = {},
 ): Promise<RedisRelay> {
   const prefix = options.prefix ?? testPrefix();
-  const redis = new Redis(options.redisUrl ?? 'redis://127.0.0.1:6379', {
+  const redis = new Redis('redis://127.0.0.1:6379', {
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,
     retryStrategy: () => 50,
@@ -46,13 +48,13 @@ export async function relayWithRedis(
       RELAY_API_TOKENS: `${TOKEN_A},${TOKEN_B}`,
       UPLOAD_PART_SIZE: '5MiB',
       LOG_LEVEL: 'info',
+      REDIS_URL: options.redisUrl ?? 'redis://127.0.0.1:6379',
+      REDIS_KEY_PREFIX: prefix,
       ...env,
     },
-    resumable: {
-      sessions: new RedisSessionStore(redis, prefix),
-      locker: new RedisLocker(redis, prefix),
-    },
   });
+  // The relay's connection is ready once it answers a request that needs it.
+  await waitForRedis(relay);
   return {
     relay,
     redis,
@@ -62,6 +64,20 @@ export async function relayWithRedis(
       redis.disconnect();
     },
   };
+}
+
+/** Resolves once the relay's own Redis connection is up (it connects in the background). */
+export async function waitForRedis(relay: TestRelay): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (
+    !(await relay.relay.sessions.store.heldBytes().then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    if (Date.now() > deadline) throw new Error('the relay never reached Redis');
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** POST /v1/uploads; resolves with the upload's path. */

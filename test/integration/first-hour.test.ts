@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import type { ApiVideoClient } from '../../src/apivideo/client';
-import { createApp } from '../../src/app';
+import { createRelay } from '../../src/relay';
 import { loadConfig } from '../../src/config';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { createLogger } from '../../src/logger';
@@ -116,7 +116,7 @@ describe('request log lines', () => {
     const broken = {
       getVideo: () => Promise.reject(new TypeError('cannot read properties of undefined')),
     } as unknown as ApiVideoClient;
-    const app = createApp({
+    const { app } = createRelay({
       config,
       logger: createLogger({ level: 'info', destination }),
       apivideo: broken,

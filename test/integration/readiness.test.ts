@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import request from 'supertest';
 import { ApiVideoClient } from '../../src/apivideo/client';
 import { KeyCheck } from '../../src/apivideo/key-check';
-import { createApp } from '../../src/app';
+import { createRelay } from '../../src/relay';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { TEST_API_KEY, startTestEmulator } from '../helpers/emulator';
@@ -21,7 +21,7 @@ async function build(apiKey: string, baseUrl = fixture.emulator.url) {
   const client = new ApiVideoClient({ apiKey, baseUrl, maxAttempts: 1 });
   const keyCheck = new KeyCheck(client, logger, 60_000);
   const config = loadConfig({ APIVIDEO_API_KEY: apiKey, APIVIDEO_BASE_URL: baseUrl });
-  const app = createApp({ config, logger, apivideo: client, readiness: keyCheck });
+  const { app } = createRelay({ config, logger, apivideo: client, readiness: keyCheck });
   await keyCheck.start();
   return { app, keyCheck, client, logs: () => logs };
 }

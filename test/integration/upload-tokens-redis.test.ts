@@ -8,6 +8,7 @@ import request from 'supertest';
 import type { RunningEmulator } from '../../src/emulator/app';
 import { RedisUploadTokenStore } from '../../src/upload-tokens/redis-store';
 import { UploadTokens } from '../../src/upload-tokens/tokens';
+import { waitForRedis } from '../helpers/resumable';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { uploadRaw } from '../helpers/upload';
@@ -26,11 +27,13 @@ function connect(): Redis {
 }
 
 async function replica(): Promise<TestRelay> {
+  // Configured as an operator would: the replicas share REDIS_URL, and tokens, sessions and
+  // locks all live there under REDIS_KEY_PREFIX.
   const relay = await startTestRelay(emulator, {
-    env: { RELAY_API_TOKENS: ALICE },
-    uploadTokens: new UploadTokens(new RedisUploadTokenStore(connect(), PREFIX)),
+    env: { RELAY_API_TOKENS: ALICE, REDIS_URL: 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: PREFIX },
   });
   relays.push(relay);
+  await waitForRedis(relay);
   return relay;
 }
 

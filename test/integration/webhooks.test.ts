@@ -245,7 +245,7 @@ describe('POST /v1/webhooks/test', () => {
     const hooks = rig({ urls: [a.url, b.url] });
     const app = await startTestRelay(emulator, {
       env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'warn' },
-      deps: { webhooks: hooks.sink, outcomeSinks: [hooks.sink] },
+      deps: { webhookSink: hooks.sink, outcomeSinks: [hooks.sink] },
     });
     cleanups.push(() => app.close());
     const anonymous = await request(`${app.url}/v1/webhooks/test`, { method: 'POST' });
@@ -288,7 +288,7 @@ describe('POST /v1/webhooks/test', () => {
     const hooks = rig({ urls: [sink.url] });
     const limited = await startTestRelay(emulator, {
       env: { LOG_LEVEL: 'warn' },
-      deps: { webhooks: hooks.sink },
+      deps: { webhookSink: hooks.sink },
     });
     cleanups.push(() => limited.close());
     const statuses: number[] = [];
@@ -381,7 +381,7 @@ describe('through real uploads (the engine calls the sink)', () => {
     const hooks = rig({ urls: [r.url], start: false });
     const app = await startTestRelay(emulator, {
       env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'warn' },
-      deps: { outcomeSinks: [hooks.sink], webhooks: hooks.sink },
+      deps: { outcomeSinks: [hooks.sink], webhookSink: hooks.sink },
     });
     cleanups.push(() => app.close());
     const size = 6 * MiB + 11;
