@@ -28,6 +28,14 @@ export class PartGate {
     this.changed();
   }
 
+  /** Lets the first waiting part with this Content-Range through; the others keep waiting. */
+  release(contentRange: string): void {
+    const at = this.queue.findIndex((w) => w.contentRange === contentRange);
+    if (at < 0) throw new Error(`no part "${contentRange}" is waiting in the gate: ${this.held}`);
+    this.queue.splice(at, 1)[0]!.release();
+    this.changed();
+  }
+
   /** The Content-Range of each waiting part, in arrival order. */
   get held(): Array<string | null> {
     return this.queue.map((w) => w.contentRange);

@@ -81,6 +81,11 @@ const header = (req: Request, name: string): string | undefined => {
 export const offsetOf = (session: UploadSession) =>
   session.state.ledger.ackedBytes + session.tailBytes;
 
+/** Remembers the upload's offset as last saved, for an answer that interrupts it. */
+function durable(res: Response, saved: UploadSession): void {
+  res.locals.tusOffset = offsetOf(saved);
+}
+
 /**
  * /v1/uploads: tus 1.0 (creation, creation-with-upload, creation-defer-length, termination,
  * expiration) as a thin adapter on the upload engine: it loads and saves the session between
@@ -147,7 +152,6 @@ export function resumableRoutes(deps: ResumableDeps): Router {
     );
     try {
       const session = await ownSession(id, res);
-      res.locals.tusSession = session;
       if (sessions.isExpired(session)) {
         const ended = await sessions.end(
           session,
@@ -155,13 +159,11 @@ export function resumableRoutes(deps: ResumableDeps): Router {
           log,
           lock,
         );
-        if (ended.kind === 'open') {
-          res.locals.tusSession = undefined;
-          throw expiredError();
-        }
+        if (ended.kind === 'open') throw expiredError();
       } else {
         await sessions.settle(session, log, lock);
       }
+      durable(res, session);
       return await work(session, lock);
     } finally {
       await lock.release();
@@ -373,7 +375,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         logger: log,
         end: { kind: 'length', length: session.length },
         carried: { bytes: session.tailBytes, load: () => store.tail(session.id) },
-        checkpoint: sessions.checkpoint(session, lock),
+        checkpoint: sessions.checkpoint(session, lock, true, (saved) => durable(res, saved)),
       });
       req.unpipe(file);
       if (result.kind === 'completed') {
@@ -382,6 +384,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       }
       if (lock.lost.aborted) throw lock.lost.reason;
       const dropped = await keepTail(session, result.tail, tailBefore, room);
+      durable(res, session);
       if (result.kind === 'paused' && dropped === 0) {
         describe(res, session);
         return void res.status(status).end();
@@ -477,17 +480,18 @@ export function resumableRoutes(deps: ResumableDeps): Router {
 
   /**
    * Every answer that interrupts an upload says where it stands (`Upload-Offset`), whatever
-   * stopped it: the engine, the lock, the drain, admission.
+   * stopped it: the engine, the lock, the drain, admission. It is the offset last saved, which a
+   * HEAD would answer too: never bytes only this request has seen.
    */
   const offsetOnRefusal: ErrorRequestHandler = async (err, req, res, next) => {
     if (!res.headersSent && !res.hasHeader('Upload-Offset') && res.locals.principal) {
       try {
-        let session = res.locals.tusSession as UploadSession | undefined;
-        if (!session && UPLOAD_ID.test(String(req.params.id ?? ''))) {
+        let offset = res.locals.tusOffset as number | undefined;
+        if (offset === undefined && UPLOAD_ID.test(String(req.params.id ?? ''))) {
           const found = await store.get(String(req.params.id));
-          if (owns(found, res) && !sessions.isExpired(found)) session = found;
+          if (owns(found, res) && !sessions.isExpired(found)) offset = offsetOf(found);
         }
-        if (session) res.setHeader('Upload-Offset', String(offsetOf(session)));
+        if (offset !== undefined) res.setHeader('Upload-Offset', String(offset));
       } catch {
         // The store is away: the answer goes out without an offset (the client asks with HEAD).
       }

@@ -50,7 +50,12 @@ export class UploadSessions {
    * tail dropped once its bytes are at api.video, the completion with its video, and (`moving`:
    * bytes are arriving) the expiry moved on. `lock`: a save after the lock was lost is refused.
    */
-  checkpoint(session: UploadSession, lock?: UploadLock, moving = true): Checkpoint {
+  checkpoint(
+    session: UploadSession,
+    lock?: UploadLock,
+    moving = true,
+    onSaved?: (saved: UploadSession) => void,
+  ): Checkpoint {
     return async (state, change) => {
       if (lock?.lost.aborted) throw lock.lost.reason;
       const before = session.tailBytes;
@@ -67,6 +72,7 @@ export class UploadSessions {
       const tail: TailWrite =
         tailBytes === before ? { kind: 'keep' } : { kind: 'replace', chunks: [] };
       await this.store.save(next, tail, before);
+      onSaved?.(next);
       session.tailBytes = next.tailBytes;
       session.completed = next.completed;
       session.video = next.video;

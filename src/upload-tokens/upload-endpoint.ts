@@ -232,7 +232,12 @@ async function oneChunkLocked(c: Chunk): Promise<Video> {
   );
   try {
     const settled = await sessions.settle(session, c.log, lock);
-    if (settled.kind === 'completed') return answerCompleted(session, plan.part, plan.last);
+    if (settled.kind === 'completed') {
+      // Read as api.video reads a chunk, so the connection stays usable, then answered.
+      c.form.stream.resume();
+      await abortable(c.form.complete, c.signal);
+      return answerCompleted(session, plan.part, plan.last);
+    }
     return await sendChunk(c, session, plan, startedHere, lock);
   } finally {
     await lock.release();

@@ -111,9 +111,11 @@ export function patch(
   body: Buffer | AsyncIterable<Buffer>,
   token = TOKEN_A,
   extra: Record<string, string> = {},
+  signal?: AbortSignal,
 ): Promise<PatchAnswer> {
   return undici(`${url}${path}`, {
     method: 'PATCH',
+    signal,
     headers: {
       ...auth(token),
       ...TUS,

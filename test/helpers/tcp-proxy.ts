@@ -70,3 +70,60 @@ export async function tcpProxy(
     },
   };
 }
+
+export interface CuttingProxy {
+  url: string;
+  /** The uploads whose PATCH was cut. */
+  cut(): string[];
+  close(): Promise<void>;
+}
+
+const PATCH_LINE = /PATCH \/v1\/uploads\/([A-Za-z0-9_-]{22}) HTTP/;
+
+/**
+ * A proxy in front of the relay that cuts each tus upload's PATCH once, after `cutAfter` bytes of
+ * it went through: a mobile network that drops the connection mid-upload, once per upload. Both
+ * sides are destroyed, so the relay sees its client leave and the client sees a reset.
+ */
+export async function patchCuttingProxy(
+  targetPort: number,
+  cutAfter: number,
+): Promise<CuttingProxy> {
+  const cutUploads = new Set<string>();
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    let current: { id: string; bytes: number } | undefined;
+    client.on('data', (d: Buffer) => {
+      // Request lines are ASCII; a body of random bytes matching one is not worth worrying about.
+      const line = PATCH_LINE.exec(d.toString('latin1'));
+      if (line) current = { id: line[1]!, bytes: 0 };
+      if (current && !cutUploads.has(current.id)) {
+        current.bytes += d.length;
+        if (current.bytes > cutAfter) {
+          cutUploads.add(current.id);
+          client.destroy();
+          upstream.destroy();
+          return;
+        }
+      }
+      upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => client.write(d));
+    client.on('close', () => (upstream.destroy(), sockets.delete(client)));
+    upstream.on('close', () => (client.destroy(), sockets.delete(upstream)));
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+  }).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut: () => [...cutUploads],
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
