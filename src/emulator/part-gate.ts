@@ -31,7 +31,8 @@ export class PartGate {
   /** Lets the first waiting part with this Content-Range through; the others keep waiting. */
   release(contentRange: string): void {
     const at = this.queue.findIndex((w) => w.contentRange === contentRange);
-    if (at < 0) throw new Error(`no part "${contentRange}" is waiting in the gate: ${this.held.join(", ")}`);
+    if (at < 0)
+      throw new Error(`no part "${contentRange}" is waiting in the gate: ${this.held.join(', ')}`);
     this.queue.splice(at, 1)[0]!.release();
     this.changed();
   }
