@@ -15,8 +15,7 @@
   const mib = (bytes) => (bytes / 1048576).toFixed(1) + ' MiB';
   const show = (id, visible) => ($(id).hidden = !visible);
   const setStatus = (text) => ($('status').textContent = text);
-  const authHeaders = () =>
-    tokenInput.value ? { Authorization: 'Bearer ' + tokenInput.value } : {};
+  const authHeaders = (token) => (token ? { Authorization: 'Bearer ' + token } : {});
 
   // Said once, when the relay runs on its emulator: nothing uploaded here reaches api.video.
   fetch('/v1/info')
@@ -42,7 +41,7 @@
     fileInput.dispatchEvent(new Event('change'));
   });
 
-  function tusOptions(file) {
+  function tusOptions(file, token) {
     const metadata = { filename: file.name };
     if ($('title').value) metadata.title = $('title').value;
     return {
@@ -50,7 +49,7 @@
       chunkSize: 8 * 1048576,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
       removeFingerprintOnSuccess: true,
-      headers: authHeaders(),
+      headers: authHeaders(token),
       metadata,
     };
   }
@@ -60,7 +59,7 @@
     const file = fileInput.files[0];
     let previous = [];
     if (file && resumableInput.checked && window.tus) {
-      previous = await new tus.Upload(file, tusOptions(file)).findPreviousUploads();
+      previous = await new tus.Upload(file, tusOptions(file, '')).findPreviousUploads();
     }
     show('resume-note', previous.length > 0);
     $('upload').textContent = previous.length > 0 ? 'Continue upload' : 'Upload';
@@ -99,8 +98,27 @@
     return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
   }
 
+  // The relay's detail for a refused token tells an API client which header to send; the person at
+  // this page has a token field instead.
+  const TOKEN_REFUSED = {
+    upload_token_unknown: 'The relay does not know the token in the Access token field.',
+    upload_token_expired: 'The token in the Access token field has expired.',
+    upload_token_used_up:
+      'The token in the Access token field has been used as often as it allows.',
+    upload_token_revoked: 'The token in the Access token field was revoked.',
+  };
+  function detailForThisPage(code, detail, token) {
+    if (code === 'unauthorized') {
+      return token
+        ? 'The relay did not accept the token in the Access token field. Check it, then upload again.'
+        : 'This relay needs an access token. Paste it in the Access token field, then upload again.';
+    }
+    if (TOKEN_REFUSED[code]) return `${TOKEN_REFUSED[code]} Paste a new one, then upload again.`;
+    return detail;
+  }
+
   /** A problem+json body made readable: its title and detail, never the raw text. */
-  function problemOf(status, text) {
+  function problemOf(status, text, token) {
     let body;
     try {
       body = JSON.parse(text);
@@ -110,7 +128,11 @@
     if (body && typeof body.title === 'string') {
       return {
         title: body.title,
-        detail: typeof body.detail === 'string' ? body.detail : '',
+        detail: detailForThisPage(
+          body.code,
+          typeof body.detail === 'string' ? body.detail : '',
+          token,
+        ),
         meta: [body.code, body.requestId && 'request ' + body.requestId]
           .filter(Boolean)
           .join(' · '),
@@ -178,7 +200,9 @@
     ev.preventDefault();
     const file = fileInput.files[0];
     if (!file || current) return;
-    sessionStorage.setItem('relay-token', tokenInput.value);
+    // The token as sent: what the person types during the upload does not change what was refused.
+    const token = tokenInput.value;
+    sessionStorage.setItem('relay-token', token);
     $('upload').disabled = true;
     show('result', false);
     show('error', false);
@@ -187,18 +211,20 @@
     $('pause').hidden = !resumableInput.checked;
     $('pause').textContent = 'Pause';
     progressMeter(file.size)(0);
-    if (resumableInput.checked) void uploadResumably(file);
-    else uploadOnce(file);
+    if (resumableInput.checked) void uploadResumably(file, token);
+    else uploadOnce(file, token);
   });
 
-  function uploadOnce(file) {
+  function uploadOnce(file, token) {
     const data = new FormData();
     if ($('title').value) data.append('title', $('title').value); // text fields before the file
     data.append('file', file);
     const meter = progressMeter(file.size);
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/v1/videos');
-    Object.entries(authHeaders()).forEach(([name, value]) => xhr.setRequestHeader(name, value));
+    Object.entries(authHeaders(token)).forEach(([name, value]) =>
+      xhr.setRequestHeader(name, value),
+    );
     xhr.upload.addEventListener('progress', (e) => e.lengthComputable && meter(e.loaded));
     // Every byte is sent; the relay answers once api.video has the last part.
     xhr.upload.addEventListener('load', () => {
@@ -207,7 +233,7 @@
     });
     xhr.addEventListener('load', () => {
       if (xhr.status === 201) return succeeded(JSON.parse(xhr.responseText));
-      failed(problemOf(xhr.status, xhr.responseText));
+      failed(problemOf(xhr.status, xhr.responseText, token));
     });
     xhr.addEventListener('error', () => failed(NETWORK_PROBLEM));
     xhr.addEventListener('abort', () => {
@@ -219,11 +245,11 @@
     xhr.send(data);
   }
 
-  async function uploadResumably(file) {
+  async function uploadResumably(file, token) {
     const meter = progressMeter(file.size);
-    const headers = authHeaders();
+    const headers = authHeaders(token);
     const upload = new tus.Upload(file, {
-      ...tusOptions(file),
+      ...tusOptions(file, token),
       onProgress: (sent, total) => {
         meter(sent);
         if (sent === total) setStatus('Finishing: api.video is receiving the last part…');
@@ -245,14 +271,14 @@
           showError(NETWORK_PROBLEM);
           return;
         }
-        failed(problemOf(response.getStatus(), response.getBody()));
+        failed(problemOf(response.getStatus(), response.getBody(), token));
       },
       onSuccess: async () => {
         setStatus('Uploaded: fetching the video…');
         try {
           const answer = await fetch(upload.url, { headers });
           const text = await answer.text();
-          if (!answer.ok) return failed(problemOf(answer.status, text));
+          if (!answer.ok) return failed(problemOf(answer.status, text, token));
           const state = JSON.parse(text);
           succeeded(state.video || { videoId: state.videoId });
         } catch {
