@@ -14,9 +14,13 @@
   const ENDPOINT = '/v1/uploads';
   const mib = (bytes) => (bytes / 1048576).toFixed(1) + ' MiB';
   const show = (id, visible) => ($(id).hidden = !visible);
-  const setStatus = (text) => ($('status').textContent = text);
-  const authHeaders = () =>
-    tokenInput.value ? { Authorization: 'Bearer ' + tokenInput.value } : {};
+  /** #status is a live region: setting the text it already has would say it again. */
+  function setStatus(text, done = false) {
+    const status = $('status');
+    status.classList.toggle('done', done);
+    if (status.textContent !== text) status.textContent = text;
+  }
+  const authHeaders = (token) => (token ? { Authorization: 'Bearer ' + token } : {});
 
   // Said once, when the relay runs on its emulator: nothing uploaded here reaches api.video.
   fetch('/v1/info')
@@ -24,9 +28,15 @@
     .then((info) => show('upstream-note', info.upstream === 'emulator'))
     .catch(() => {});
 
+  // The drop zone's text is the file input's label: it names the file and still says what to do.
   fileInput.addEventListener('change', () => {
     const file = fileInput.files[0];
-    $('drop-text').textContent = file ? `${file.name} · ${mib(file.size)}` : 'Choose a video';
+    const name = document.createElement('strong');
+    name.textContent = file ? file.name : 'Choose a video';
+    $('drop-text').replaceChildren(
+      name,
+      file ? ` · ${mib(file.size)}. Choose another or drop it here.` : ' or drop it here',
+    );
     void lookForPreviousUpload();
   });
   resumableInput.addEventListener('change', () => void lookForPreviousUpload());
@@ -42,7 +52,7 @@
     fileInput.dispatchEvent(new Event('change'));
   });
 
-  function tusOptions(file) {
+  function tusOptions(file, token) {
     const metadata = { filename: file.name };
     if ($('title').value) metadata.title = $('title').value;
     return {
@@ -50,7 +60,7 @@
       chunkSize: 8 * 1048576,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
       removeFingerprintOnSuccess: true,
-      headers: authHeaders(),
+      headers: authHeaders(token),
       metadata,
     };
   }
@@ -60,35 +70,46 @@
     const file = fileInput.files[0];
     let previous = [];
     if (file && resumableInput.checked && window.tus) {
-      previous = await new tus.Upload(file, tusOptions(file)).findPreviousUploads();
+      previous = await new tus.Upload(file, tusOptions(file, '')).findPreviousUploads();
     }
     show('resume-note', previous.length > 0);
     $('upload').textContent = previous.length > 0 ? 'Continue upload' : 'Upload';
   }
 
+  /** `loaded` of `total`, and with a `speed` (bytes/s) the speed and the time left at it. */
+  function showProgress(loaded, total, speed) {
+    const percent = total > 0 ? Math.min(100, (100 * loaded) / total) : 100;
+    const bar = $('bar');
+    bar.setAttribute('aria-valuenow', percent.toFixed(0));
+    bar.setAttribute('aria-valuetext', `${percent.toFixed(0)} %, ${mib(loaded)} of ${mib(total)}`);
+    $('fill').style.width = percent.toFixed(1) + '%';
+    $('percent').textContent = percent.toFixed(0) + ' %';
+    $('sent').textContent = `${mib(loaded)} of ${mib(total)}`;
+    $('speed').textContent = speed > 0 ? mib(speed) + '/s' : '';
+    $('eta').textContent =
+      speed > 0 && loaded < total ? timeLeft((total - loaded) / speed) + ' left' : '';
+  }
+
   /** Progress, a speed over the last few seconds, and the time left at that speed. */
   function progressMeter(total) {
-    const samples = [];
-    return (loaded) => {
-      const now = performance.now();
-      samples.push({ now, loaded });
-      while (samples.length > 2 && now - samples[0].now > 5000) samples.shift();
-      const first = samples[0];
-      const seconds = (now - first.now) / 1000;
-      const speed = seconds >= 0.5 ? (loaded - first.loaded) / seconds : 0;
-      const percent = Math.min(100, (100 * loaded) / total);
-      const bar = $('bar');
-      bar.setAttribute('aria-valuenow', percent.toFixed(0));
-      bar.setAttribute(
-        'aria-valuetext',
-        `${percent.toFixed(0)} %, ${mib(loaded)} of ${mib(total)}`,
-      );
-      $('fill').style.width = percent.toFixed(1) + '%';
-      $('percent').textContent = percent.toFixed(0) + ' %';
-      $('sent').textContent = `${mib(loaded)} of ${mib(total)}`;
-      $('speed').textContent = speed > 0 ? mib(speed) + '/s' : '';
-      $('eta').textContent =
-        speed > 0 && loaded < total ? timeLeft((total - loaded) / speed) + ' left' : '';
+    let samples = [];
+    let last = 0;
+    return {
+      update(loaded) {
+        const now = performance.now();
+        samples.push({ now, loaded });
+        while (samples.length > 2 && now - samples[0].now > 5000) samples.shift();
+        const first = samples[0];
+        const seconds = (now - first.now) / 1000;
+        last = loaded;
+        showProgress(loaded, total, seconds >= 0.5 ? (loaded - first.loaded) / seconds : 0);
+      },
+      // Nothing moves (paused, stopped, retrying): a speed or a time left would be stale, and the
+      // samples from before the stop would drag the speed down once bytes move again.
+      still() {
+        samples = [];
+        showProgress(last, total, 0);
+      },
     };
   }
 
@@ -99,8 +120,27 @@
     return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
   }
 
+  // The relay's detail for a refused token tells an API client which header to send; the person at
+  // this page has a token field instead.
+  const TOKEN_REFUSED = {
+    upload_token_unknown: 'The relay does not know the token in the Access token field.',
+    upload_token_expired: 'The token in the Access token field has expired.',
+    upload_token_used_up:
+      'The token in the Access token field has been used as often as it allows.',
+    upload_token_revoked: 'The token in the Access token field was revoked.',
+  };
+  function detailForThisPage(code, detail, token) {
+    if (code === 'unauthorized') {
+      return token
+        ? 'The relay did not accept the token in the Access token field. Check it, then upload again.'
+        : 'This relay needs an access token. Paste it in the Access token field, then upload again.';
+    }
+    if (TOKEN_REFUSED[code]) return `${TOKEN_REFUSED[code]} Paste a new one, then upload again.`;
+    return detail;
+  }
+
   /** A problem+json body made readable: its title and detail, never the raw text. */
-  function problemOf(status, text) {
+  function problemOf(status, text, token) {
     let body;
     try {
       body = JSON.parse(text);
@@ -110,7 +150,11 @@
     if (body && typeof body.title === 'string') {
       return {
         title: body.title,
-        detail: typeof body.detail === 'string' ? body.detail : '',
+        detail: detailForThisPage(
+          body.code,
+          typeof body.detail === 'string' ? body.detail : '',
+          token,
+        ),
         meta: [body.code, body.requestId && 'request ' + body.requestId]
           .filter(Boolean)
           .join(' · '),
@@ -123,7 +167,9 @@
     };
   }
 
+  // #error is an alert: it says the problem, so #status is emptied rather than saying it too.
   function showError(problem) {
+    setStatus('');
     $('error-title').textContent = problem.title;
     $('error-detail').textContent = problem.detail;
     $('error-meta').textContent = problem.meta;
@@ -132,11 +178,22 @@
 
   const NETWORK_PROBLEM = {
     title: 'The connection to the relay failed',
-    detail: 'Check your network. Resume continues from what the relay already has.',
+    detail: 'Check your network, then upload again.',
+    meta: '',
+  };
+  const NETWORK_STOPPED = {
+    title: 'The connection to the relay failed',
+    detail: 'Check your network, then press Resume: the upload continues from what the relay has.',
+    meta: '',
+  };
+  const NOT_FETCHED = {
+    title: 'The video is uploaded, but the page could not get its id',
+    detail:
+      'The relay has the whole file. Check your network; the video is in your api.video project.',
     meta: '',
   };
 
-  let current; // { pause(), resume(), cancel(), canPause }
+  let current; // { pause(), resume(), cancel(), canPause, paused }
 
   function finished() {
     current = undefined;
@@ -145,15 +202,16 @@
     $('upload').textContent = 'Upload';
     $('pause').hidden = true;
     $('cancel').hidden = true;
+    // Nothing moves any more: no speed, no time left.
+    $('speed').textContent = '';
+    $('eta').textContent = '';
   }
 
-  function succeeded(video) {
+  function succeeded(video, size) {
     finished();
-    $('bar').setAttribute('aria-valuenow', '100');
-    $('fill').style.width = '100%';
-    $('percent').textContent = '100 %';
-    $('eta').textContent = '';
-    setStatus('Uploaded.');
+    showProgress(size, size, 0);
+    // Said once, here: #result holds the id and the link, not a second "uploaded".
+    setStatus('Uploaded. api.video is encoding it now.', true);
     $('video-id').textContent = video.videoId;
     const player = (video.assets && video.assets.player) || '';
     $('player').href = player;
@@ -163,7 +221,6 @@
 
   function failed(problem) {
     finished();
-    setStatus('The upload failed.');
     showError(problem);
   }
 
@@ -178,36 +235,41 @@
     ev.preventDefault();
     const file = fileInput.files[0];
     if (!file || current) return;
-    sessionStorage.setItem('relay-token', tokenInput.value);
+    // The token as sent: what the person types during the upload does not change what was refused.
+    const token = tokenInput.value;
+    sessionStorage.setItem('relay-token', token);
     $('upload').disabled = true;
     show('result', false);
     show('error', false);
+    setStatus('');
     show('progress', true);
     $('cancel').hidden = false;
     $('pause').hidden = !resumableInput.checked;
     $('pause').textContent = 'Pause';
-    progressMeter(file.size)(0);
-    if (resumableInput.checked) void uploadResumably(file);
-    else uploadOnce(file);
+    showProgress(0, file.size, 0);
+    if (resumableInput.checked) void uploadResumably(file, token);
+    else uploadOnce(file, token);
   });
 
-  function uploadOnce(file) {
+  function uploadOnce(file, token) {
     const data = new FormData();
     if ($('title').value) data.append('title', $('title').value); // text fields before the file
     data.append('file', file);
     const meter = progressMeter(file.size);
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/v1/videos');
-    Object.entries(authHeaders()).forEach(([name, value]) => xhr.setRequestHeader(name, value));
-    xhr.upload.addEventListener('progress', (e) => e.lengthComputable && meter(e.loaded));
+    Object.entries(authHeaders(token)).forEach(([name, value]) =>
+      xhr.setRequestHeader(name, value),
+    );
+    xhr.upload.addEventListener('progress', (e) => e.lengthComputable && meter.update(e.loaded));
     // Every byte is sent; the relay answers once api.video has the last part.
     xhr.upload.addEventListener('load', () => {
-      meter(file.size);
+      meter.update(file.size);
       setStatus('Finishing: api.video is receiving the last part…');
     });
     xhr.addEventListener('load', () => {
-      if (xhr.status === 201) return succeeded(JSON.parse(xhr.responseText));
-      failed(problemOf(xhr.status, xhr.responseText));
+      if (xhr.status === 201) return succeeded(JSON.parse(xhr.responseText), file.size);
+      failed(problemOf(xhr.status, xhr.responseText, token));
     });
     xhr.addEventListener('error', () => failed(NETWORK_PROBLEM));
     xhr.addEventListener('abort', () => {
@@ -219,81 +281,114 @@
     xhr.send(data);
   }
 
-  async function uploadResumably(file) {
+  async function uploadResumably(file, token) {
     const meter = progressMeter(file.size);
-    const headers = authHeaders();
+    const headers = authHeaders(token);
+    const control = { canPause: true, paused: false, cancelling: false };
+    // After a resume, a retry or a reload the status says so until bytes move again, then says
+    // "Uploading…". tus-js-client reports the offset it starts from before it sends: bytes move
+    // once a report goes past that first one. `undefined`: moving; `null`: no report yet.
+    let waitingFrom;
+    const waitForBytes = () => {
+      waitingFrom = null;
+      meter.still();
+    };
     const upload = new tus.Upload(file, {
-      ...tusOptions(file),
+      ...tusOptions(file, token),
       onProgress: (sent, total) => {
-        meter(sent);
-        if (sent === total) setStatus('Finishing: api.video is receiving the last part…');
+        // A report from the request a pause or a cancel just aborted: nothing moves any more.
+        if (control.paused || control.cancelling) return;
+        meter.update(sent);
+        if (sent === total) {
+          waitingFrom = undefined;
+          return setStatus('Finishing: api.video is receiving the last part…');
+        }
+        if (waitingFrom === null) waitingFrom = sent;
+        else if (waitingFrom !== undefined && sent > waitingFrom) {
+          waitingFrom = undefined;
+          setStatus('Uploading…');
+        }
       },
       onShouldRetry: (err, attempt, options) => {
         const status = err.originalResponse ? err.originalResponse.getStatus() : 0;
         const retry = !status || status === 409 || status === 423 || status >= 500;
-        if (retry && attempt < options.retryDelays.length)
-          setStatus(`The connection dropped: trying again (${attempt + 1})…`);
+        if (retry && attempt < options.retryDelays.length) {
+          waitForBytes();
+          setStatus(
+            status
+              ? `The relay could not take the upload just now: trying again (${attempt + 1})…`
+              : `The connection dropped: trying again (${attempt + 1})…`,
+          );
+        }
         return retry;
       },
       onError: (err) => {
         const response = err.originalResponse;
         if (!response) {
           // Nothing answered: keep the upload so Resume can continue it.
-          current.paused = true;
+          control.paused = true;
           $('pause').textContent = 'Resume';
-          setStatus('Stopped: the connection failed.');
-          showError(NETWORK_PROBLEM);
+          meter.still();
+          showError(NETWORK_STOPPED);
           return;
         }
-        failed(problemOf(response.getStatus(), response.getBody()));
+        failed(problemOf(response.getStatus(), response.getBody(), token));
       },
+      // The status still says "Finishing…" while the page asks for the video's id: a status for
+      // that short step would be one more announcement before "Uploaded".
       onSuccess: async () => {
-        setStatus('Uploaded: fetching the video…');
         try {
           const answer = await fetch(upload.url, { headers });
           const text = await answer.text();
-          if (!answer.ok) return failed(problemOf(answer.status, text));
+          if (!answer.ok) return failed(problemOf(answer.status, text, token));
           const state = JSON.parse(text);
-          succeeded(state.video || { videoId: state.videoId });
+          succeeded(state.video || { videoId: state.videoId }, file.size);
         } catch {
-          failed(NETWORK_PROBLEM);
+          failed(NOT_FETCHED);
         }
       },
     });
-    current = {
-      canPause: true,
-      paused: false,
+    Object.assign(control, {
       pause: () => {
-        current.paused = true;
+        control.paused = true;
         $('pause').textContent = 'Resume';
-        void upload.abort().then(() => setStatus(`Paused at ${$('percent').textContent}.`));
+        meter.still();
+        void upload.abort().then(() => {
+          // Unless Resume or Cancel was pressed before the abort settled.
+          if (control.paused && !control.cancelling && current === control)
+            setStatus(`Paused at ${$('percent').textContent}.`);
+        });
       },
       resume: () => {
-        current.paused = false;
+        control.paused = false;
         $('pause').textContent = 'Pause';
         show('error', false);
+        waitForBytes();
         setStatus('Resuming…');
         upload.start();
       },
       cancel: () => {
-        const cancelled = current;
+        control.cancelling = true;
+        meter.still();
         setStatus('Cancelling…');
         upload.abort(true).then(
           () => {
-            if (current === cancelled) finished();
+            if (current === control) finished();
             setStatus('Cancelled. The relay deleted what it had received.');
           },
           () => {
-            if (current === cancelled) finished();
+            if (current === control) finished();
             setStatus('Cancelled. What the relay received is deleted when the upload expires.');
           },
         );
       },
-    };
+    });
+    current = control;
     const previous = await upload.findPreviousUploads();
     if (previous.length > 0) {
       upload.resumeFromPreviousUpload(previous[0]);
-      await sayWhatTheRelayHas(previous[0].uploadUrl, headers, file.size);
+      waitForBytes();
+      await sayWhatTheRelayHas(previous[0].uploadUrl, headers, file.size, meter);
     } else {
       setStatus('Uploading…');
     }
@@ -301,7 +396,7 @@
   }
 
   /** The relay's own offset (HEAD), so the page claims only what the relay acknowledged. */
-  async function sayWhatTheRelayHas(url, headers, size) {
+  async function sayWhatTheRelayHas(url, headers, size, meter) {
     try {
       const answer = await fetch(url, {
         method: 'HEAD',
@@ -313,7 +408,7 @@
       }
       const offset = Number(answer.headers.get('Upload-Offset'));
       if (answer.ok && Number.isFinite(offset)) {
-        progressMeter(size)(offset);
+        meter.update(offset);
         const percent = Math.floor((100 * offset) / size);
         return setStatus(`Resuming: the relay already has ${mib(offset)} (${percent} %).`);
       }

@@ -95,15 +95,20 @@ async function openPage(url = relay.url): Promise<{ page: Page; errors: string[]
 }
 
 const status = (page: Page) => page.textContent('#status');
-/** Waits until element `id`'s text matches `pattern` (run in the page, where the DOM is). */
-const textMatches = (page: Page, id: string, pattern: RegExp) =>
-  page.waitForFunction(
-    ([id, source]) =>
-      new RegExp(source).test(
-        (globalThis as unknown as PageGlobals).document.getElementById(id).textContent,
-      ),
+/**
+ * Waits until element `id`'s text matches `pattern` (run in the page, where the DOM is) and
+ * resolves with that text: read later, it may already have moved on.
+ */
+async function textMatches(page: Page, id: string, pattern: RegExp): Promise<string> {
+  const handle = await page.waitForFunction(
+    ([id, source]) => {
+      const text = (globalThis as unknown as PageGlobals).document.getElementById(id).textContent;
+      return new RegExp(source).test(text) && text;
+    },
     [id, pattern.source] as const,
   );
+  return (await handle.jsonValue()) as string;
+}
 const statusStartsWith = (page: Page, prefix: string) =>
   textMatches(page, 'status', new RegExp('^' + prefix));
 interface PageGlobals {
@@ -181,8 +186,9 @@ test('the relay says it is on the emulator; the page shows it, and a reload mid-
     await page.waitForSelector('#resume-note:not([hidden])');
     expect(await page.textContent('#upload')).toBe('Continue upload');
     await page.click('#upload');
-    await statusStartsWith(page, 'Resuming: the relay already has');
-    const resumedAt = Number(/\((\d+) %\)/.exec((await status(page))!)![1]);
+    // Said until bytes move again, then "Uploading…": the text as it matched.
+    const resuming = await statusStartsWith(page, 'Resuming: the relay already has');
+    const resumedAt = Number(/\((\d+) %\)/.exec(resuming)![1]);
     expect(resumedAt).toBeGreaterThan(0);
     expect(resumedAt).toBeLessThan(100);
 
