@@ -107,11 +107,13 @@ export function createApp(deps: AppDeps): express.Express {
   }
   // Resumable uploads need their session store: without it the relay is not ready.
   const storeReady = () => deps.resumable?.sessions.isReady() ?? true;
-  app.use(
-    healthRoutes({
-      isReady: () => !lifecycle.draining && deps.readiness.isReady() && storeReady(),
-    }),
-  );
+  const isReady = () => !lifecycle.draining && deps.readiness.isReady() && storeReady();
+  app.use(healthRoutes({ isReady }));
+  metrics.watchHealth({
+    ready: isReady,
+    apivideo: () => deps.readiness.isReady(),
+    sessionStore: storeReady,
+  });
   app.get('/metrics', metricsAuth(config.auth.metricsToken), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
