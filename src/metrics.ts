@@ -88,6 +88,24 @@ export class RelayMetrics {
     (b) => b.waiting,
   );
 
+  /** What /readyz decides from, read when scraped: alerts need it per instance, over time. */
+  private health: RelayHealth | undefined;
+  readonly ready = this.healthGauge(
+    'relay_ready',
+    'This instance is ready (1: /readyz answers 200) or not (0: draining, api.video not accepting the key, or the session store unreachable)',
+    (h) => h.ready(),
+  );
+  readonly apivideoKeyAccepted = this.healthGauge(
+    'relay_apivideo_key_accepted',
+    'api.video accepted APIVIDEO_API_KEY at the last background check (1), or refused it or could not be reached (0)',
+    (h) => h.apivideo(),
+  );
+  readonly sessionStoreUp = this.healthGauge(
+    'relay_session_store_up',
+    'The session store of resumable uploads (Redis) is connected (1) or not (0); always 1 in memory',
+    (h) => h.sessionStore(),
+  );
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }
@@ -96,16 +114,38 @@ export class RelayMetrics {
     this.budget = budget;
   }
 
+  watchHealth(health: RelayHealth): void {
+    this.health = health;
+  }
+
   private budgetGauge(name: string, help: string, read: (b: MemoryBudget) => number): Gauge {
-    const budgetOf = () => this.budget;
+    return this.scrapedGauge(name, help, () => this.budget && read(this.budget));
+  }
+
+  private healthGauge(name: string, help: string, read: (h: RelayHealth) => boolean): Gauge {
+    return this.scrapedGauge(name, help, () => this.health && (read(this.health) ? 1 : 0));
+  }
+
+  /** A gauge that reads its value when scraped; left as it is while there is nothing to read. */
+  private scrapedGauge(name: string, help: string, read: () => number | undefined): Gauge {
     return new Gauge({
       name,
       help,
       registers: [this.registry],
       collect(this: Gauge) {
-        const budget = budgetOf();
-        if (budget) this.set(read(budget));
+        const value = read();
+        if (value !== undefined) this.set(value);
       },
     });
   }
+}
+
+/** The checks behind /readyz, as the app computes them. */
+export interface RelayHealth {
+  /** What /readyz answers. */
+  ready(): boolean;
+  /** api.video accepted the key recently. */
+  apivideo(): boolean;
+  /** The session store can be reached. */
+  sessionStore(): boolean;
 }

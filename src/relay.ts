@@ -139,8 +139,13 @@ export function createRelay(parts: RelayParts): Relay {
     logger,
   });
   const sessions = new UploadSessions(store, locker, engine, config.resumable.sessionTtlMs, logger);
-  const isReady = () =>
-    !lifecycle.draining && parts.readiness.isReady() && (redis?.health.isReady() ?? true);
+  const sessionStoreUp = () => redis?.health.isReady() ?? true;
+  const isReady = () => !lifecycle.draining && parts.readiness.isReady() && sessionStoreUp();
+  metrics.watchHealth({
+    ready: isReady,
+    apivideo: () => parts.readiness.isReady(),
+    sessionStore: sessionStoreUp,
+  });
   const app = createApp({
     config,
     logger,

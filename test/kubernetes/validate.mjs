@@ -1,14 +1,18 @@
 // Renders each kustomize overlay with `kubectl kustomize` (no cluster needed) and validates every
-// object against the Kubernetes OpenAPI schemas shipped in the npm package kubernetes-models.
-// Usage: node test/kubernetes/validate.mjs [overlay dir…]   (default: every deploy/kubernetes/overlays/*)
+// object against the Kubernetes OpenAPI schemas shipped in the npm package kubernetes-models (and,
+// for custom resources, the CRD schemas of its sibling packages such as
+// @kubernetes-models/prometheus-operator).
+// Usage: node test/kubernetes/validate.mjs [overlay dir…]   (default: every deploy/kubernetes/overlays/*,
+//        and the example overlay with each optional component of deploy/kubernetes/components/*)
 //        node test/kubernetes/validate.mjs --file manifests.yaml
 // Exit 0 when every object is valid; 1 with each problem's JSON-schema path otherwise.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -25,10 +29,38 @@ export function render(dir) {
   }
 }
 
-/** kubernetes-models' module for an object: `v1` → v1/Kind, `apps/v1` → apps/v1/Kind. */
-async function modelOf(apiVersion, kind) {
+/**
+ * An overlay of `overlay` that adds `component`, as an operator's own overlay would (kustomize
+ * takes neither absolute paths nor a component from the command line, hence the directory).
+ */
+export function renderWithComponent(overlay, component) {
+  const dir = mkdtempSync(join(tmpdir(), 'relay-kustomize-'));
   try {
-    const module = await import(`kubernetes-models/${apiVersion}/${kind}`);
+    const { namespace } = parse(readFileSync(join(overlay, 'kustomization.yaml'), 'utf8'));
+    const kustomization = {
+      apiVersion: 'kustomize.config.k8s.io/v1beta1',
+      kind: 'Kustomization',
+      ...(namespace ? { namespace } : {}),
+      resources: [relative(dir, overlay)],
+      components: [relative(dir, component)],
+    };
+    writeFileSync(join(dir, 'kustomization.yaml'), stringify(kustomization));
+    return render(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Custom resources' models, by API group: kubernetes-models itself has the built-in kinds only. */
+const CRD_MODELS = { 'monitoring.coreos.com': '@kubernetes-models/prometheus-operator' };
+
+/** The model for an object: `v1` → kubernetes-models/v1/Kind, `apps/v1` → …/apps/v1/Kind. */
+async function modelOf(apiVersion, kind) {
+  const group = apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+  try {
+    const module = await import(
+      `${CRD_MODELS[group] ?? 'kubernetes-models'}/${apiVersion}/${kind}`
+    );
     return module[kind];
   } catch {
     return undefined;
@@ -73,6 +105,17 @@ async function main(args) {
     const overlays = join(root, 'deploy/kubernetes/overlays');
     const dirs = args.length > 0 ? args : readdirSync(overlays).map((d) => join(overlays, d));
     inputs = dirs.map((dir) => [relative(root, dir) || dir, render(dir)]);
+    if (args.length === 0) {
+      const components = join(root, 'deploy/kubernetes/components');
+      const example = join(overlays, 'example');
+      for (const name of readdirSync(components)) {
+        const component = join(components, name);
+        inputs.push([
+          `${relative(root, example)} + ${relative(root, component)}`,
+          renderWithComponent(example, component),
+        ]);
+      }
+    }
   }
   let failed = false;
   for (const [name, text] of inputs) {

@@ -70,6 +70,10 @@ describe('schema validation (kubernetes-models)', () => {
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/overlays\/example: \d+ objects valid/);
+    // The optional components too, each on the example overlay (PrometheusRule against its CRD).
+    expect(run.stdout).toMatch(
+      /overlays\/example \+ deploy\/kubernetes\/components\/prometheus-rules: \d+ objects valid \(.*PrometheusRule\/upload-relay/,
+    );
   });
 
   test('without kubectl the validator fails and says what to install', () => {
@@ -328,5 +332,57 @@ describe('the managed-redis overlay', () => {
     const toRedis = policy.spec.egress[0];
     expect(toRedis.to).toEqual([{ ipBlock: { cidr: expect.stringMatching(/\/32$/) } }]);
     expect(toRedis.ports).toEqual([{ protocol: 'TCP', port: Number(new URL(url).port) }]);
+  });
+});
+
+describe('the optional prometheus-rules component', () => {
+  const COMPONENT = join(ROOT, 'deploy/kubernetes/components/prometheus-rules');
+  /** The example overlay with the component added, as validate.mjs renders it. */
+  const renderWithRules = () =>
+    execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { renderWithComponent } from ${JSON.stringify(VALIDATE)};
+         process.stdout.write(renderWithComponent(${JSON.stringify(OVERLAY)}, ${JSON.stringify(COMPONENT)}));`,
+      ],
+      { encoding: 'utf8' },
+    );
+  const withRules: K8sObject[] = parseAllDocuments(renderWithRules())
+    .map((d) => d.toJS() as K8sObject)
+    .filter(Boolean);
+
+  test("adds one PrometheusRule, in the overlay's namespace, and nothing else", () => {
+    const name = (o: K8sObject) => `${o.kind}/${o.metadata.name}`;
+    expect(withRules.map(name).sort()).toEqual(
+      [...objects.map(name), 'PrometheusRule/upload-relay'].sort(),
+    );
+    const rule = withRules.find((o) => o.kind === 'PrometheusRule')!;
+    expect((rule.metadata as { namespace?: string }).namespace).toBe(
+      one('Namespace').metadata.name,
+    );
+    expect(rule.spec.groups[0].rules.length).toBeGreaterThan(0);
+  });
+
+  test("is optional: the example overlay alone has no PrometheusRule (it needs the operator's CRDs)", () => {
+    expect(objects.filter((o) => o.kind === 'PrometheusRule')).toEqual([]);
+  });
+
+  test('the validator refuses a PrometheusRule the CRD would refuse, naming the path', () => {
+    const rendered = parseAllDocuments(renderWithRules());
+    const rule = rendered.find((d) => d.get('kind') === 'PrometheusRule')!;
+    rule.setIn(['spec', 'groups', 0, 'rules', 0, 'for'], 'five minutes');
+    const file = join(tmpdir(), `relay-k8s-rule-${process.pid}.yaml`);
+    writeFileSync(file, rendered.map((d) => d.toString()).join('---\n'));
+    try {
+      const run = spawnSync(process.execPath, [VALIDATE, '--file', file], { encoding: 'utf8' });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain(
+        'PrometheusRule/upload-relay: data/spec/groups/0/rules/0/for must match pattern',
+      );
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 });
