@@ -246,7 +246,8 @@ async function oneChunkLocked(c: Chunk): Promise<Video> {
   const state = upload.state;
   let received = 0;
   // What broke the body, if it broke: the upstream call then fails too, but this is the reason.
-  const broken: { error?: unknown } = {};
+  // `ended`: the client's chunk ended, so a part shorter than planned is the client's doing.
+  const broken: { error?: unknown; ended?: boolean } = {};
   const file = countBytes(form.stream, broken, (n) => {
     received += n;
     if (c.limit > 0 && state.ackedBytes + received > c.limit) throw tooLarge(c.limit);
@@ -304,7 +305,12 @@ async function oneChunkLocked(c: Chunk): Promise<Video> {
         ? broken.error
         : broken.error !== undefined
           ? new RelayError('malformed_multipart', 'The multipart body ended before the chunk did.')
-          : failure;
+          : broken.ended && plan.length !== undefined && received < plan.length
+            ? new RelayError(
+                'upload_chunk_invalid',
+                `The chunk has ${received} bytes, not the ${plan.length} its Content-Range says.`,
+              )
+            : failure;
     const code = err instanceof ClientGone || isRelayError(err) ? err.code : 'internal_error';
     if (startedHere && state.ackedBytes === 0) {
       // The upload never got a part in: it fails whole (the engine deletes the container it made
@@ -441,7 +447,7 @@ function limitTo(limit: number): Transform {
 
 async function* countBytes(
   stream: AsyncIterable<Buffer>,
-  broken: { error?: unknown },
+  broken: { error?: unknown; ended?: boolean },
   seen: (bytes: number) => void,
 ): AsyncGenerator<Buffer> {
   try {
@@ -449,6 +455,7 @@ async function* countBytes(
       seen(chunk.length);
       yield chunk;
     }
+    broken.ended = true;
   } catch (err) {
     broken.error = err;
     throw err;
