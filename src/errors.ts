@@ -50,6 +50,7 @@ export const ERROR_TABLE = {
   body_too_large: { status: 413, title: 'The request body is too large' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   headers_timeout: { status: 408, title: 'The request headers took too long' },
+  expectation_failed: { status: 417, title: 'Unsupported expectation' },
   internal_error: { status: 500, title: 'Internal error' },
   webhooks_not_configured: { status: 409, title: 'No webhook is configured' },
   too_many_webhook_tests: { status: 429, title: 'Too many webhook test events' },
