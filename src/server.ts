@@ -96,7 +96,8 @@ const REASONS: Record<number, string> = {
  * and what to write then depends on them (answerClientError).
  */
 export class InFlight {
-  private readonly open = new WeakMap<object, Set<{ req: IncomingMessage; res: ServerResponse }>>();
+  private readonly open = new WeakMap<object, Set<Exchange>>();
+  private readonly latest = new WeakMap<object, Exchange>();
 
   add(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket;
@@ -104,12 +105,23 @@ export class InFlight {
     if (!set) this.open.set(socket, (set = new Set()));
     const entry = { req, res };
     set.add(entry);
+    this.latest.set(socket, entry);
     res.once('close', () => set.delete(entry));
   }
 
-  of(socket: Duplex): Array<{ req: IncomingMessage; res: ServerResponse }> {
+  of(socket: Duplex): Exchange[] {
     return [...(this.open.get(socket) ?? [])].filter((e) => !e.res.writableFinished);
   }
+
+  /** The connection's most recent request, answered or not. */
+  last(socket: Duplex): Exchange | undefined {
+    return this.latest.get(socket);
+  }
+}
+
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
 }
 
 const answered = new WeakSet<Duplex>();
@@ -122,6 +134,7 @@ const answered = new WeakSet<Duplex>();
  *   one its log line carries), unless its answer has begun, when the connection can only be cut;
  * - a bad request pipelined behind complete ones waits for their answers, so the requests before it
  *   get their own (an upload sent whole before it is not thrown away);
+ * - a body left unread after an early answer only closes the connection;
  * - otherwise the refusal is the connection's only answer.
  */
 export function answerClientError(
@@ -146,7 +159,13 @@ export function answerClientError(
     const id = broken.res.getHeader('x-request-id');
     return writeAndClose(socket, error, typeof id === 'string' ? id : randomUUID());
   }
-  if (pending.length === 0) return writeAndClose(socket, error, randomUUID());
+  if (pending.length === 0) {
+    // An early answer (a 401 over an unread body) is already out; the body it left unread is
+    // what broke, and a second answer to the same request would only confuse the client.
+    const last = inFlight?.last(socket);
+    if (last && !last.req.complete && last.res.headersSent) return void socket.destroy();
+    return writeAndClose(socket, error, randomUUID());
+  }
   let left = pending.length;
   for (const { res } of pending) {
     let counted = false;
