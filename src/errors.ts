@@ -61,6 +61,7 @@ export const ERROR_TABLE = {
   upload_token_not_found: { status: 404, title: 'No such upload token' },
   upload_chunk_invalid: { status: 400, title: 'The chunk does not fit the upload' },
   upload_token_video_mismatch: { status: 403, title: 'Not a video of this upload token' },
+  insufficient_scope: { status: 403, title: 'The credentials lack a needed scope' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;
