@@ -10,6 +10,7 @@ import type { Config } from './config';
 import { clientAuth, metricsAuth } from './http/client-auth';
 import { bodyDeadline } from './http/body-deadline';
 import { healthRoutes, type Readiness } from './http/health';
+import { loggableHeaders, loggableUrl } from './http/loggable';
 import { problemHandler, routeNotFound } from './http/problem';
 import { queryLimit } from './http/query-limit';
 import { requestId } from './http/request-id';
@@ -173,7 +174,8 @@ function requestLogger(logger: Logger) {
     genReqId: requestId,
     // Probes every few seconds would drown the upload lines.
     autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
-    // Headers only at debug: they are noise at info, and redaction covers their credentials.
+    // Headers only at debug: they are noise at info. Both the URL and the headers are shown as
+    // loggable.ts judges them (decoded, so no spelling of a token slips through).
     serializers: {
       req: (req: SerializedRequest) => ({
         id: req.id,
@@ -181,7 +183,7 @@ function requestLogger(logger: Logger) {
         url: loggableUrl(req.url),
         // Behind a load balancer, TRUST_PROXY makes this the client's address, not the balancer's.
         clientIp: (req.raw as express.Request).ip,
-        ...(logger.isLevelEnabled('debug') ? { headers: req.headers } : {}),
+        ...(logger.isLevelEnabled('debug') ? { headers: loggableHeaders(req.headers) } : {}),
       }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
@@ -268,24 +270,3 @@ const TUS_RESPONSE_HEADERS = [
   'Upload-Expires',
   'Upload-Video-Id',
 ];
-
-/** Longest URL a log line carries: a client's 16 KiB of path is not worth keeping. */
-const MAX_LOGGED_URL = 2048;
-
-/**
- * The URL as a log line may show it: an upload token in the query (`?token=`, `?%74oken=`, any
- * encoding the query parser decodes) is replaced, and the whole is bounded.
- */
-export function loggableUrl(url: string): string {
-  const q = url.indexOf('?');
-  let safe = url;
-  if (q >= 0) {
-    const params = new URLSearchParams(url.slice(q + 1));
-    const secret = [...params.keys()].filter((k) => k.toLowerCase() === 'token');
-    if (secret.length > 0) {
-      for (const key of secret) params.set(key, '[redacted]');
-      safe = `${url.slice(0, q)}?${params.toString()}`;
-    }
-  }
-  return safe.length > MAX_LOGGED_URL ? `${safe.slice(0, MAX_LOGGED_URL)}…` : safe;
-}

@@ -52,6 +52,7 @@ export const ERROR_TABLE = {
   body_too_large: { status: 413, title: 'The request body is too large' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   headers_timeout: { status: 408, title: 'The request headers took too long' },
+  expectation_failed: { status: 417, title: 'Unsupported expectation' },
   internal_error: { status: 500, title: 'Internal error' },
   webhooks_not_configured: { status: 409, title: 'No webhook is configured' },
   too_many_webhook_tests: { status: 429, title: 'Too many webhook test events' },
@@ -62,6 +63,7 @@ export const ERROR_TABLE = {
   upload_token_not_found: { status: 404, title: 'No such upload token' },
   upload_chunk_invalid: { status: 400, title: 'The chunk does not fit the upload' },
   upload_token_video_mismatch: { status: 403, title: 'Not a video of this upload token' },
+  insufficient_scope: { status: 403, title: 'The credentials lack a needed scope' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

@@ -1,5 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
-import { redactTokens } from './upload-tokens/token';
+import { containsToken, redactTokens } from './upload-tokens/token';
 
 export type { Logger } from 'pino';
 
@@ -56,7 +56,7 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       // Path redaction covers where a secret is expected; this covers where it is not, and upload
       // tokens, which are minted at run time and travel in URLs (`/upload?token=`).
-      hooks: { streamWrite: (line) => redactTokens(scrubSecrets(line, secrets)) },
+      hooks: { streamWrite: (line) => scrubLine(line, secrets) },
     },
     pretty
       ? pretty({
@@ -72,6 +72,66 @@ export function createLogger(options: LoggerOptions): Logger {
         })
       : (options.destination ?? pino.destination({ sync: false })),
   );
+}
+
+/**
+ * The last guard on every line written, whatever put the credential there: the configured secrets
+ * as they are, then any stretch that percent-decoding or base64-decoding turns into a token or a
+ * secret, then upload tokens as they are. Decoding first and matching there is what holds against
+ * spellings nobody listed (`%74o_`, `%255F`, `%20to_`, a token inside tus metadata).
+ */
+export function scrubLine(line: string, secrets: readonly string[]): string {
+  let out = scrubSecrets(line, secrets);
+  out = out.replace(URL_RUN, (run) =>
+    run.includes('%') && holdsCredential(canonicalForm(run), secrets) ? REDACTED : run,
+  );
+  out = out.replace(BASE64_RUN, (run) =>
+    base64Readings(run).some((text) => holdsCredential(canonicalForm(text), secrets))
+      ? REDACTED
+      : run,
+  );
+  return redactTokens(out);
+}
+
+const REDACTED = '[REDACTED]';
+
+/**
+ * What a URL's characters (and percent-escapes) can spell, and no JSON quote or backslash, so a
+ * replacement keeps the line valid JSON. Decoding only runs on the runs that hold a `%`.
+ */
+const URL_RUN = /[\w.~+%-]+/g;
+/** The shortest base64 of a token is 47 characters; shorter runs are not looked into. */
+const BASE64_RUN = /[A-Za-z0-9+/_-]{44,}={0,2}/g;
+/** Enough for any encoding a proxy or a client stacks (`%25255F` is three). */
+const MAX_DECODING_ROUNDS = 8;
+
+/**
+ * Text as a server would end up reading it: percent-escapes decoded (byte by byte, so a broken
+ * UTF-8 sequence does not stop it) and `+` read as a space, again and again while that changes it.
+ */
+export function canonicalForm(text: string): string {
+  let out = text;
+  for (let round = 0; round < MAX_DECODING_ROUNDS; round++) {
+    const next = out
+      .replace(/\+/g, ' ')
+      .replace(/%([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    if (next === out) break;
+    out = next;
+  }
+  return out;
+}
+
+/** Whether decoded text holds an upload token or one of the secrets (in any letter case). */
+export function holdsCredential(decoded: string, secrets: readonly string[] = []): boolean {
+  if (containsToken(decoded)) return true;
+  if (secrets.length === 0) return false;
+  const lower = decoded.toLowerCase();
+  return secrets.some((secret) => lower.includes(secret.toLowerCase()));
+}
+
+/** A run read as base64 from each of the four places a 4-character group can start. */
+function base64Readings(run: string): string[] {
+  return [0, 1, 2, 3].map((skip) => Buffer.from(run.slice(skip), 'base64').toString('latin1'));
 }
 
 export function scrubSecrets(text: string, secrets: readonly string[]): string {

@@ -12,9 +12,26 @@ import { RelayError } from '../errors';
 export interface Principal {
   id: string;
   kind: 'token' | 'jwt' | 'anonymous';
+  /** A JWT's `scope` claim; what a JWT principal may do beyond uploading (see hasScope). */
+  scopes?: readonly string[];
 }
 
 const MAX_SUBJECT = 256;
+/** Bounds what is kept of a `scope` claim: it rides on every request of the principal. */
+const MAX_SCOPES = 64;
+const MAX_SCOPE = 128;
+
+/**
+ * The `scope` claim as RFC 9068 writes it (space-separated), or as a list, as some issuers do.
+ * Anything else is no scope at all.
+ */
+function scopesOf(claim: unknown): string[] {
+  const list =
+    typeof claim === 'string' ? claim.split(' ') : Array.isArray(claim) ? (claim as unknown[]) : [];
+  return list
+    .filter((s): s is string => typeof s === 'string' && s.length > 0 && s.length <= MAX_SCOPE)
+    .slice(0, MAX_SCOPES);
+}
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
@@ -57,7 +74,7 @@ function jwtVerifier(
       });
       // Bounded: the principal goes into logs and keys.
       return typeof payload.sub === 'string' && payload.sub && payload.sub.length <= MAX_SUBJECT
-        ? { id: `jwt:${payload.sub}`, kind: 'jwt' }
+        ? { id: `jwt:${payload.sub}`, kind: 'jwt', scopes: scopesOf(payload.scope) }
         : undefined;
     } catch {
       return undefined;
@@ -100,6 +117,15 @@ export function clientAuth(auth: Config['auth']): RequestHandler {
 
 export function principalOf(res: { locals: Record<string, unknown> }): Principal {
   return res.locals.principal as Principal;
+}
+
+/**
+ * Operator actions: a static token (RELAY_API_TOKENS) is the operator's backend and may do them
+ * all; a JWT may only with the action's scope in its `scope` claim; an anonymous caller never.
+ */
+export function hasScope(principal: Principal, scope: string): boolean {
+  if (principal.kind === 'token') return true;
+  return principal.kind === 'jwt' && (principal.scopes ?? []).includes(scope);
 }
 
 /** /metrics: open, or behind its own bearer token. */

@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { RelayError, isRelayError, toProblem } from '../errors';
 import { lingerOnUnreadBody } from './linger';
+import { loggableUrl } from './loggable';
 import { idOf } from './request-id';
 
 export function sendProblem(res: Response, err: RelayError, requestId: string): void {
@@ -14,8 +15,9 @@ export function sendProblem(res: Response, err: RelayError, requestId: string): 
     .send(JSON.stringify(toProblem(err, requestId)));
 }
 
+/** The path as the client sent it, less any credential in it: answers end up in logs too. */
 export const routeNotFound: RequestHandler = (req, _res, next) =>
-  next(new RelayError('route_not_found', `There is no ${req.method} ${req.path}.`));
+  next(new RelayError('route_not_found', `There is no ${req.method} ${loggableUrl(req.path)}.`));
 
 /** The one place errors become answers: problem+json, a stable code, the request id, no stack. */
 export function problemHandler(logger: Logger): ErrorRequestHandler {

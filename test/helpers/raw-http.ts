@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { once } from 'node:events';
 
 export interface RawAnswer {
@@ -98,4 +99,50 @@ function parse(text: string): RawAnswer {
     ]),
   );
   return { status: Number(statusLine!.split(' ')[1]), headers, body: text.slice(end + 4) };
+}
+
+export interface ExactAnswer extends RawAnswer {
+  /** The body parsed as JSON, or {} when it is not JSON. */
+  json: Record<string, unknown>;
+}
+
+/**
+ * One request whose path goes on the wire exactly as written: undici, fetch and supertest
+ * normalise or re-encode it (`..`, `%5F`), which is what some attacks depend on.
+ */
+export function exactRequest(
+  baseUrl: string,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: Buffer | string,
+): Promise<ExactAnswer> {
+  const { hostname, port } = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: hostname, port, method, path, headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: Record<string, unknown> = {};
+          try {
+            json = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+          } catch {
+            // not JSON: the caller reads `body`
+          }
+          const flat = Object.fromEntries(
+            Object.entries(res.headers).map(([k, v]) => [
+              k,
+              Array.isArray(v) ? v.join(', ') : (v ?? ''),
+            ]),
+          );
+          resolve({ status: res.statusCode ?? 0, headers: flat, body: text, json });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -275,9 +275,14 @@ describe('POST /v1/webhooks/test', () => {
   });
 
   test('answers 409 webhooks_not_configured when no webhook is set, and is rate limited', async () => {
-    const app = await startTestRelay(emulator, { env: { LOG_LEVEL: 'warn' } });
+    const app = await startTestRelay(emulator, {
+      env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'warn' },
+    });
     cleanups.push(() => app.close());
-    const res = await request(`${app.url}/v1/webhooks/test`, { method: 'POST' });
+    const res = await request(`${app.url}/v1/webhooks/test`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
     expect(res.statusCode).toBe(409);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     const problem = await res.body.json();
@@ -287,13 +292,16 @@ describe('POST /v1/webhooks/test', () => {
     const sink = await receiver();
     const hooks = rig({ urls: [sink.url] });
     const limited = await startTestRelay(emulator, {
-      env: { LOG_LEVEL: 'warn' },
+      env: { RELAY_API_TOKENS: TOKEN, LOG_LEVEL: 'warn' },
       deps: { webhookSink: hooks.sink },
     });
     cleanups.push(() => limited.close());
     const statuses: number[] = [];
     for (let i = 0; i < 11; i++) {
-      const r = await request(`${limited.url}/v1/webhooks/test`, { method: 'POST' });
+      const r = await request(`${limited.url}/v1/webhooks/test`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
       statuses.push(r.statusCode);
       if (i === 10) {
         expect(r.headers['retry-after']).toMatch(/^\d+$/);

@@ -59,3 +59,15 @@ test('the key is scrubbed wherever else it turns up, plain or as Basic credentia
 test('scrubSecrets leaves text without secrets alone', () => {
   expect(scrubSecrets('nothing here', [KEY])).toBe('nothing here');
 });
+
+test('a token the request line did not carry is still found: escaped, encoded or in base64', () => {
+  const token = `to_${'A1b2C3d4'.repeat(4)}`;
+  const { logger, text } = capture([]);
+  logger.warn({ err: new Error(`bad token:\n${token}`) }, 'unexpected error');
+  logger.info({ note: `x%2574o%255F${token.slice(3)}` }, 'double-encoded');
+  logger.info({ meta: Buffer.from(`name=${token}`).toString('base64') }, 'in base64');
+  expect(text()).not.toContain(token.slice(3));
+  expect(text().split('\n').filter(Boolean)).toHaveLength(3); // still one JSON line each
+  for (const line of text().split('\n').filter(Boolean))
+    expect(() => JSON.parse(line)).not.toThrow();
+});
