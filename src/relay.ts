@@ -114,7 +114,7 @@ export function createRelay(parts: RelayParts): Relay {
   const webhooks = createWebhooks({
     settings: config.webhooks,
     logger,
-    redis: redis?.webhooks,
+    redis: redis && config.webhooks.urls.length > 0 ? redis.webhooks() : undefined,
     prefix: `${prefix}webhooks:`,
     ownsRedis: true,
     dispatcher: parts.dispatcher,
@@ -199,7 +199,11 @@ export function createRelay(parts: RelayParts): Relay {
 }
 
 /** The connections to REDIS_URL: one for sessions, locks and tokens, one for webhooks. */
-function redisParts(parts: RelayParts): { main: Redis; webhooks: Redis; health: RedisHealth } {
+function redisParts(parts: RelayParts): {
+  main: Redis;
+  webhooks: () => Redis;
+  health: RedisHealth;
+} {
   const { config, logger } = parts;
   const onTrouble = (err: Error) =>
     logger.warn({ event: 'redis_trouble', err: err.message }, 'Redis connection trouble');
@@ -207,7 +211,7 @@ function redisParts(parts: RelayParts): { main: Redis; webhooks: Redis; health: 
   const main = connectRedis(settings, { ca: parts.redisCa, onTrouble });
   // Webhook claims never queue behind upload traffic on a connection of their own; while Redis is
   // away, events are held in memory (src/webhooks/outbox.ts, HoldingOutbox).
-  const webhooks = connectRedis(settings, { ca: parts.redisCa, onTrouble });
+  const webhooks = () => connectRedis(settings, { ca: parts.redisCa, onTrouble });
   const health = new RedisHealth(main, 1000, (answering) =>
     answering
       ? logger.info({ event: 'redis_answering' }, 'Redis answers again')

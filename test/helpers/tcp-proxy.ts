@@ -127,3 +127,48 @@ export async function patchCuttingProxy(
     },
   };
 }
+
+/**
+ * A round-robin TCP balancer: each new connection goes to the next backend, and past one that
+ * refuses it (a dead instance) to the one after, as a balancer with health checks would.
+ */
+export async function roundRobin(
+  ports: number[],
+): Promise<{ url: string; close(): Promise<void> }> {
+  let next = 0;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    client.pause();
+    sockets.add(client);
+    client.on('error', () => undefined);
+    client.on('close', () => sockets.delete(client));
+    const attempt = (left: number) => {
+      const port = ports[next++ % ports.length]!;
+      const upstream = connect(port, '127.0.0.1');
+      upstream.once('error', () => {
+        upstream.destroy();
+        if (left > 1 && !client.destroyed) attempt(left - 1);
+        else client.destroy();
+      });
+      upstream.once('connect', () => {
+        sockets.add(upstream);
+        upstream.on('error', () => undefined);
+        client.pipe(upstream);
+        upstream.pipe(client);
+        client.on('close', () => upstream.destroy());
+        upstream.on('close', () => (client.destroy(), sockets.delete(upstream)));
+        client.resume();
+      });
+    };
+    attempt(ports.length);
+  }).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
