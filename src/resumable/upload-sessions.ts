@@ -35,9 +35,12 @@ export class UploadSessions {
     };
   }
 
-  /** When an upload moving now would expire: UPLOAD_SESSION_TTL after its last byte. */
+  /**
+   * When an upload moving now would expire: UPLOAD_SESSION_TTL after its last byte, on a whole
+   * second, so that `Upload-Expires` (an HTTP date, to the second) says exactly when it is.
+   */
   nextExpiry(): number {
-    return Date.now() + this.ttlMs;
+    return Math.ceil((Date.now() + this.ttlMs) / 1000) * 1000;
   }
 
   /** `Upload-Expires` is the truth: from then on the upload takes no more bytes. */

@@ -183,7 +183,7 @@ describe('timeouts', () => {
   });
 });
 
-test('the drain: a PATCH that finishes within the grace is answered 204; one still running ends with 503 and its durable offset; new requests get 503 shutting_down', async () => {
+test('the drain: a PATCH that finishes within the grace is answered 204; one still running ends with 503 and its durable offset; new requests get 503 shutting_down, with the offset', async () => {
   await withRelay({}, async ({ relay }) => {
     const finishing = await createUpload(relay.url, 2 * MiB);
     const stalling = await createUpload(relay.url, 4 * MiB);
@@ -192,9 +192,14 @@ test('the drain: a PATCH that finishes within the grace is answered 204; one sti
     const b = stalledBody(randomBytesOf(MiB));
     const answerA = patch(relay.url, finishing, 0, a.body);
     const answerB = patch(relay.url, stalling, 0, b.body);
-    await eventually(() => a.sent() && b.sent());
+    // Both PATCHes are in progress at the relay, their first MiB received.
+    const received = async () =>
+      (await relay.relay.metrics.bytesReceived.get()).values[0]?.value ?? 0;
+    await eventually(async () => relay.lifecycle.inProgress === 2 && (await received()) >= 2 * MiB);
+    // The grace ends when the test says so (as a second SIGTERM does), not on a timer a busy
+    // machine could outrun.
     const drained = relay.lifecycle.drain(
-      1500,
+      600_000,
       () =>
         new RelayError('shutting_down', 'The relay shut down.', {
           headers: { 'Retry-After': '5' },
@@ -203,6 +208,7 @@ test('the drain: a PATCH that finishes within the grace is answered 204; one sti
     const refused = await patch(relay.url, later, 0, randomBytesOf(10));
     expect(refused.status).toBe(503);
     expect(JSON.parse(refused.body)).toMatchObject({ code: 'shutting_down' });
+    expect(refused.offset).toBe('0');
     const creation = await request(relay.url)
       .post('/v1/uploads')
       .set(auth(TOKEN_A))
@@ -211,6 +217,7 @@ test('the drain: a PATCH that finishes within the grace is answered 204; one sti
     expect(creation.body).toMatchObject({ code: 'shutting_down' });
     a.release(randomBytesOf(MiB));
     expect((await answerA).status).toBe(204);
+    relay.lifecycle.endGrace();
     const cut = await answerB;
     expect(cut.status).toBe(503);
     expect(JSON.parse(cut.body)).toMatchObject({ code: 'shutting_down' });
