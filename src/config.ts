@@ -31,6 +31,12 @@ export interface Config {
     memoryBudget: number;
     /** Where the budget came from, for the start-up line. */
     memoryBudgetFrom: string;
+    /** UPLOAD_MEMORY_PER_CLIENT: a principal's share of the budget while others wait for room. */
+    memoryPerClient: number;
+    /** UPLOAD_MEMORY_WAIT_MS: how long an upload may wait for room before it is refused (0: no limit). */
+    memoryWaitMs: number;
+    /** UPLOAD_MIN_RATE: bytes a second a client must keep up to hold a whole part's room. */
+    minRate: number;
     /** 0 means no limit. */
     maxFileSize: number;
     /** 0 means no limit on the whole request. */
@@ -326,6 +332,9 @@ export function loadConfig(
       ]),
       memoryBudget: 0, // below, once UPLOAD_PART_SIZE is known
       memoryBudgetFrom: '',
+      memoryPerClient: 0, // below, once the budget is known
+      memoryWaitMs: r.int('UPLOAD_MEMORY_WAIT_MS', 120_000, 0, 2 ** 31 - 1),
+      minRate: r.size('UPLOAD_MIN_RATE', 16 * 1024, 0, 1024 * MiB),
       maxFileSize: r.size('UPLOAD_MAX_FILE_SIZE', 0, 0, Number.MAX_SAFE_INTEGER),
       requestTimeoutMs,
       idleTimeoutMs: r.int('UPLOAD_IDLE_TIMEOUT_MS', 60_000, 0, 2 ** 31 - 1),
@@ -364,6 +373,14 @@ export function loadConfig(
     webhooks: webhookSettings(r),
   };
   Object.assign(config.upload, memoryBudget(r, config.upload.partSize, system));
+  // A quarter of the budget, and never less than two parts: one principal's uploads can go on
+  // (a part filling, one in flight) while it is past its share and others wait.
+  config.upload.memoryPerClient = r.size(
+    'UPLOAD_MEMORY_PER_CLIENT',
+    Math.max(2 * config.upload.partSize, Math.floor(config.upload.memoryBudget / 4)),
+    5 * MiB,
+    Number.MAX_SAFE_INTEGER,
+  );
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
 }

@@ -18,6 +18,7 @@ export const ERROR_TABLE = {
     title: 'Too many uploads in progress for this client',
   },
   shutting_down: { status: 503, title: 'The relay is shutting down' },
+  relay_busy: { status: 503, title: 'Other uploads hold the relay’s memory' },
   too_many_fields: { status: 400, title: 'Too many form fields' },
   field_too_large: { status: 400, title: 'A form field is too large' },
   file_missing: { status: 400, title: 'No file in the form' },

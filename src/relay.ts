@@ -90,6 +90,9 @@ export function createRelay(parts: RelayParts): Relay {
       perUpload: UPLOAD_OVERHEAD_BYTES,
       // However many uploads are in progress, two parts still fit beside their costs.
       keepForParts: 2 * config.upload.partSize,
+      perPrincipal: config.upload.memoryPerClient,
+      waitMs: config.upload.memoryWaitMs,
+      minRate: config.upload.minRate,
     });
   metrics.watchBudget(memoryBudget);
 

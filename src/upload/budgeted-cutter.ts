@@ -1,5 +1,5 @@
 import type { BlockPool } from './block-pool';
-import type { BudgetAccount, Reservation } from './memory-budget';
+import { STEP_BYTES, type BudgetAccount, type Reservation } from './memory-budget';
 import { MIN_PART_SIZE, type PartSizer } from './part-size';
 
 /** Parts from this size on use the large blocks (a client fast enough to have grown its parts). */
@@ -59,6 +59,8 @@ interface OpenPart {
   number: number;
   from: number;
   bound: boolean;
+  /** The size it is filled to: the ledger's for a part sent before, else the sizer's. */
+  target: number;
   reservation: Reservation;
   chunks: Buffer[];
   /** Where its blocks come from (pooled mode). */
@@ -92,6 +94,8 @@ export class BudgetedCutter {
   private readonly minPart: number;
   private waitMs = 0;
   private closed = false;
+  /** The last part cut was filled at least at the budget's least rate: room a part at a time. */
+  private keptPace = false;
 
   constructor(private readonly options: BudgetedCutterOptions) {
     this.nextNumber = options.firstNumber ?? 1;
@@ -103,6 +107,12 @@ export class BudgetedCutter {
   /** Bytes held in the part being filled (not yet handed on). */
   get pendingBytes(): number {
     return this.open?.reservation.held ?? 0;
+  }
+
+  /** The size the next part will be filled to (the ledger's, or the sizer's within the known rest). */
+  get nextTarget(): number {
+    const recorded = this.options.recorded?.(this.nextNumber);
+    return recorded ? recorded.size : Math.max(1, Math.min(this.options.sizer.next, this.maxBytes));
   }
 
   /** True while waiting for room in the budget: the relay's wait, not the client's. */
@@ -133,7 +143,7 @@ export class BudgetedCutter {
         rest = rest.subarray(n);
         continue;
       }
-      if (this.open && this.open.reservation.room === 0) {
+      if (this.open && this.open.reservation.held === this.open.target) {
         // More bytes exist, so it is not the last part, and api.video wants it >= 5 MiB. Smaller
         // is only reachable if maxBytes was not an upper bound (the caller's bug).
         if (this.open.reservation.held < this.minPart) {
@@ -146,11 +156,39 @@ export class BudgetedCutter {
       if (!this.open) {
         if (this.skipRecorded()) continue;
         await this.openPart(signal);
+        continue;
       }
-      const n = Math.min(rest.length, this.open!.reservation.room);
+      if (this.open.reservation.room === 0) await this.grow(this.open, signal);
+      const n = Math.min(rest.length, this.open.reservation.room);
       this.write(n === rest.length ? rest : rest.subarray(0, n));
       rest = rest.subarray(n);
     }
+  }
+
+  /**
+   * Room for more of the open part: the rest of it at once for a client that keeps pace (or a part
+   * sent before, whose size is fixed), a step for one that does not or has not shown it yet.
+   */
+  private async grow(open: OpenPart, signal?: AbortSignal): Promise<void> {
+    const { reservation } = open;
+    const rest = open.target - reservation.size;
+    if (open.bound || this.keepsPace(open)) {
+      const atLeast = open.bound ? rest : Math.max(1, Math.min(rest, this.minPart - reservation.size));
+      await reservation.grow(rest, { kind: 'part', atLeast, signal });
+      // Under pressure a new part shrinks (never below api.video's minimum, or its known rest).
+      if (reservation.size < open.target) open.target = reservation.size;
+    } else {
+      await reservation.grow(Math.min(STEP_BYTES, rest), { kind: 'step', signal });
+    }
+  }
+
+  /** Whether the open part's client sends at least the budget's least rate (once it has shown it). */
+  private keepsPace(open: OpenPart): boolean {
+    const minRate = this.options.account.minRate;
+    if (minRate <= 0) return true;
+    const held = open.reservation.held;
+    if (held < STEP_BYTES && open.fillMs < 1000) return false;
+    return (held / Math.max(open.fillMs, 1)) * 1000 >= minRate;
   }
 
   /**
@@ -160,19 +198,20 @@ export class BudgetedCutter {
   adopt(reservation: Reservation): void {
     if (this.open) throw new Error('a part is already open');
     const recorded = this.options.recorded?.(this.nextNumber);
-    if (recorded) {
-      // A part sent before: exactly its size again. Room that cannot hold it is given back, and
-      // the part reserves its own when its first byte comes.
-      if (recorded.acknowledged || reservation.size < recorded.size) return reservation.release();
-      reservation.shrinkTo(recorded.size);
-    }
+    if (recorded?.acknowledged) return reservation.release();
+    const target = recorded
+      ? recorded.size
+      : Math.max(1, Math.min(this.options.sizer.next, this.maxBytes), reservation.size);
+    // A part sent before is exactly its size again: room beyond it goes back.
+    reservation.shrinkTo(target);
     this.open = {
       number: this.nextNumber++,
       from: this.position,
       bound: recorded !== undefined,
+      target,
       reservation,
       chunks: [],
-      pool: this.poolFor(reservation.size),
+      pool: this.poolFor(target),
       block: undefined,
       blockFill: 0,
       fillMs: 0,
@@ -215,25 +254,33 @@ export class BudgetedCutter {
     const { sizer, account } = this.options;
     const recorded = this.options.recorded?.(this.nextNumber);
     // A part number already sent is cut to the same bytes again, whatever the budget or the sizer.
-    const want = recorded ? recorded.size : Math.max(1, Math.min(sizer.next, this.maxBytes));
-    // Under pressure a new part may shrink to api.video's minimum (or to the known rest).
-    const atLeast = recorded ? want : Math.min(this.minPart, want);
-    const reservation = await account.reserve(want, { atLeast, signal });
+    const target = recorded ? recorded.size : Math.max(1, Math.min(sizer.next, this.maxBytes));
+    // Room a part at a time for a part sent before, a client that kept pace with the last part,
+    // or when slow clients already hold all the room steps may take; else a step to begin with.
+    const whole =
+      recorded !== undefined ||
+      account.minRate <= 0 ||
+      this.keptPace ||
+      account.stepRoom < Math.min(STEP_BYTES, target);
+    const reservation = whole
+      ? await account.reserve(target, {
+          // Under pressure a new part may shrink to api.video's minimum (or to the known rest).
+          atLeast: recorded ? target : Math.min(this.minPart, target),
+          signal,
+        })
+      : await account.reserve(Math.min(STEP_BYTES, target), { kind: 'step', signal });
     if (this.closed) {
       reservation.release();
       throw new Error('the cutter is closed');
-    }
-    if (reservation.size !== want && recorded) {
-      reservation.release();
-      throw new RangeError(`part ${this.nextNumber} needs ${want} bytes of room at once`);
     }
     this.open = {
       number: this.nextNumber++,
       from: this.position,
       bound: recorded !== undefined,
+      target: whole && !recorded ? Math.min(target, reservation.size) : target,
       reservation,
       chunks: [],
-      pool: this.poolFor(reservation.size),
+      pool: this.poolFor(target),
       block: undefined,
       blockFill: 0,
       fillMs: 0,
@@ -277,6 +324,8 @@ export class BudgetedCutter {
       chunks[chunks.length - 1] = open.block.subarray(0, open.blockFill);
     }
     this.options.sizer.filled(size, open.fillMs);
+    const minRate = this.options.account.minRate;
+    this.keptPace = minRate <= 0 || (size / Math.max(open.fillMs, 1)) * 1000 >= minRate;
     let done = false;
     const blocks = pool ? chunks.length : 0;
     const lastBlock = open.block;

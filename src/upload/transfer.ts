@@ -25,7 +25,7 @@ import {
   recordUnknown,
   type PartLedger,
 } from './ledger';
-import type { BudgetAccount, MemoryBudget, Reservation } from './memory-budget';
+import { STEP_BYTES, type BudgetAccount, type MemoryBudget, type Reservation } from './memory-budget';
 import { PartQueue } from './part-queue';
 import { PartSizer } from './part-size';
 import { askApiVideo, isAlreadyUploaded } from './reconcile';
@@ -85,6 +85,8 @@ export class Transfer {
   private carriedLoaded: boolean;
   private early: Buffer[] = [];
   private earlyBytes = 0;
+  /** Client time spent sending the early bytes: their pace. */
+  private earlyMs = 0;
   /** Where the next byte of this request goes in the file. */
   private position: number;
   /** The acknowledged prefix when this transfer began: the carried bytes sit right after it. */
@@ -125,7 +127,7 @@ export class Transfer {
     // Every part's bytes are held in room reserved from UPLOAD_MEMORY_BUDGET, whatever the route.
     // Pooled blocks go back to the pool only once api.video acknowledged their part, so the
     // unacknowledged parts a resumable upload keeps as its tail are never reused under it.
-    this.account = memory.budget.account();
+    this.account = memory.budget.account(request.identity.principal);
     const { end } = request;
     const bound =
       end.kind === 'length' && end.length !== undefined
@@ -221,32 +223,54 @@ export class Transfer {
     this.observer.received(chunk.length);
     if (this.request.state.videoId === undefined) await this.openContainer();
     if (!this.carriedLoaded) {
-      // Room for a whole part, reserved before the first early byte is held: the carried bytes
-      // and these fit in it until a part can be cut, and it becomes that first part.
-      this.earlyRoom ??= await this.account.reserve(this.settings.partSize, {
-        signal: this.signal,
-      });
-      this.early.push(chunk);
-      this.earlyBytes += chunk.length;
+      this.earlyMs += clientMs;
       const carried = this.request.carried!.bytes;
       // No part can be cut yet: keep the new bytes here, and the carried ones where they are.
-      if (carried + this.earlyBytes <= this.settings.partSize && this.position !== length) {
+      if (carried + this.earlyBytes + chunk.length <= this.settings.partSize && this.position !== length) {
+        // Room before the bytes are held, growing as they arrive (steps for a slow client); it
+        // becomes the first part's.
+        this.earlyRoom ??= await this.account.reserve(Math.min(STEP_BYTES, chunk.length), {
+          kind: 'step',
+          signal: this.signal,
+        });
+        while (this.earlyRoom.room < chunk.length) await this.growEarly(chunk.length);
+        this.early.push(chunk);
+        this.earlyBytes += chunk.length;
         this.earlyRoom.hold(chunk.length);
         return;
       }
+      this.early.push(chunk);
+      this.earlyBytes += chunk.length;
       await this.loadCarried(clientMs);
       return;
     }
     await this.cutter.push(chunk, this.release, this.signal, clientMs);
   }
 
+  /** More room for the early bytes: a step, or all that is needed for a client that keeps pace. */
+  private async growEarly(needed: number): Promise<void> {
+    const room = this.earlyRoom!;
+    const minRate = this.account.minRate;
+    const fast =
+      minRate <= 0 ||
+      ((this.earlyBytes >= STEP_BYTES || this.earlyMs >= 1000) &&
+        (this.earlyBytes / Math.max(this.earlyMs, 1)) * 1000 >= minRate);
+    const missing = needed - room.room;
+    await room.grow(fast ? missing : Math.max(missing, Math.min(STEP_BYTES, missing)), {
+      kind: fast ? 'part' : 'step',
+      signal: this.signal,
+    });
+  }
+
   private async loadCarried(clientMs = 0): Promise<void> {
-    // Room first (the early bytes' if any, else a part's), then the bytes: never held unreserved.
+    // Room first (for the first part: the carried bytes and the early ones, at most a part), then
+    // the bytes: never held unreserved. Early bytes past the first part wait for its room.
+    const need = Math.min(this.request.carried!.bytes + this.earlyBytes, this.cutter.nextTarget);
     const room =
-      this.earlyRoom ??
-      (await this.account.reserve(this.settings.partSize, { signal: this.signal }));
+      this.earlyRoom ?? (await this.account.reserve(need, { signal: this.signal }));
     this.earlyRoom = undefined;
     room.unhold();
+    if (room.size < need) await room.grow(need - room.size, { signal: this.signal });
     this.cutter.adopt(room);
     const carried = await abortable(this.request.carried!.load(), this.signal);
     this.carriedLoaded = true;
