@@ -120,7 +120,7 @@ async function* pacedChunks(size, bytesPerSecond) {
  * Uploads `size` bytes as a multipart form; resolves with the answer and the time to it.
  * `bytesPerSecond`: pace the file like a slow client (default: as fast as the relay takes it).
  */
-export async function uploadForm(url, size, { bytesPerSecond } = {}) {
+export async function uploadForm(url, size, { bytesPerSecond, headers = {} } = {}) {
   const boundary = `----bench${randomBytes(8).toString('hex')}`;
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nbench\r\n` +
@@ -143,6 +143,7 @@ export async function uploadForm(url, size, { bytesPerSecond } = {}) {
     headers: {
       'content-type': `multipart/form-data; boundary=${boundary}`,
       'content-length': String(head.length + size + tail.length),
+      ...headers,
     },
     body: bytesPerSecond ? pacedBody() : body(),
     headersTimeout: 600_000,

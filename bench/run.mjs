@@ -121,6 +121,78 @@ async function measure(
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+const FAIRNESS_TOKENS = ['alpha', 'bravo', 'charlie', 'delta', 'echo'].map(
+  (n) => `bench-${n}-token-0123456789`,
+);
+const FAIRNESS_ENV = {
+  UPLOAD_MEMORY_BUDGET: '64MiB',
+  RELAY_API_TOKENS: FAIRNESS_TOKENS.join(','),
+  UPLOAD_MAX_CONCURRENT_PER_CLIENT: '100',
+};
+
+/**
+ * Issue #24's attack as a measure: 16 uploads from 4 principals trickle a byte every 2 s into a
+ * 64 MiB budget, then a fifth principal uploads 6 MiB; its time to 201 is the figure (it waited
+ * without end when each trickler held a whole part's room from its first byte).
+ */
+async function fairness(start, sink) {
+  const server = await start();
+  const sockets = [];
+  try {
+    const { port } = new URL(server.url);
+    const net = await import('node:net');
+    for (let i = 0; i < 16; i += 1) {
+      const socket = net.connect(Number(port), '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(
+        `POST /v1/videos HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer ${FAIRNESS_TOKENS[i % 4]}\r\n` +
+          'Content-Type: video/mp4\r\nTransfer-Encoding: chunked\r\n\r\n',
+      );
+      const drip = () => socket.writable && socket.write('1\r\nx\r\n');
+      drip();
+      sockets.push(Object.assign(socket, { timer: setInterval(drip, 2000) }));
+    }
+    // Every trickler is in progress (and has sent its first byte) before the measured upload.
+    const inProgress = async () =>
+      Number(
+        /^relay_uploads_in_progress (\S+)$/m.exec(
+          await (await fetch(`${server.url}/metrics`)).text(),
+        )?.[1],
+      );
+    while ((await inProgress()) < 16) await sleep(50);
+    await sleep(2500);
+    const idleRss = server.rss();
+    const started = performance.now();
+    const bytes = 6 * MiB;
+    const answer = await uploadForm(server.url, bytes, {
+      headers: { authorization: `Bearer ${FAIRNESS_TOKENS[4]}` },
+    });
+    const seconds = (performance.now() - started) / 1000;
+    if (answer.status !== 201) throw new Error(`fairness: answer ${answer.status}`);
+    await sinkCheck(sink)(answer, bytes);
+    const peakRss = server.rss();
+    return {
+      name: 'fairness',
+      bytes,
+      seconds,
+      mibPerSecond: bytes / MiB / seconds,
+      cpuPerGiB: 0,
+      sinkCpuPerGiB: null,
+      idleRss,
+      peakRss,
+      rssGrowth: peakRss - idleRss,
+      uploads: 17,
+      rssGrowthPerUpload: (peakRss - idleRss) / 17,
+    };
+  } finally {
+    for (const s of sockets) {
+      clearInterval(s.timer);
+      s.destroy();
+    }
+    await server.stop();
+  }
+}
+
 /** Debian's jemalloc (libjemalloc2), when installed: the allocator comparison needs it. */
 const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 
@@ -189,6 +261,12 @@ async function main() {
         ),
     },
   ];
+  manySlow.push({
+    name: 'fairness: 16 trickling uploads from 4 principals, 64 MiB budget; a 6 MiB upload',
+    kind: 'fairness',
+    many: true,
+    run: () => fairness(relay(fast, 16, 2, 'pooled', FAIRNESS_ENV), fast),
+  });
   const concurrentEach = Math.max(MiB, Math.floor(size / 4));
   // --baseline <dir>: another build of the relay (e.g. main, `git archive main | tar -x`, built
   // there) run in the same rounds, so "no worse than main" is a ratio within one run.
