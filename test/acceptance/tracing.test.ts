@@ -29,10 +29,13 @@ import { TUS, auth, patch, testPrefix } from '../helpers/resumable';
 import { multipartAround, uploadMultipart } from '../helpers/upload';
 import { mintUploadToken } from '../helpers/upload-tokens';
 import { eventually } from '../helpers/wait';
+import { WebhookReceiver } from '../helpers/webhook-receiver';
 
 const TOKEN = 'tracing-static-token-0123456789';
 const PROBE = join(__dirname, '../helpers/loaded-packages.mjs');
 const RELAY_SCOPE = 'apivideo-upload-relay';
+const WEBHOOK_SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+const WEBHOOK_PATH_SECRET = 'T0001-B0001-webhookpathsecret';
 
 /** A client's own trace context: one trace id for an upload, a span id per request. */
 function clientTrace() {
@@ -103,18 +106,24 @@ afterAll(async () => emulator.close());
 describe('traces over OTLP http/json', () => {
   let collector: Collector;
   let relay: RelayProcess;
+  let receiver: WebhookReceiver;
   beforeAll(async () => {
     collector = await startCollector();
+    receiver = await WebhookReceiver.start(WEBHOOK_SECRET);
     relay = await startRelayProcess(
       relayEnv(emulator, collector, {
         OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
         OTEL_SERVICE_NAME: 'relay-under-test',
+        // A webhook URL is a credential (a Slack-style hook's path is its secret).
+        RELAY_WEBHOOK_URL: `${receiver.url}/hooks/${WEBHOOK_PATH_SECRET}`,
+        RELAY_WEBHOOK_SECRET: WEBHOOK_SECRET,
       }),
     );
   });
   afterAll(async () => {
     await relay?.stop('SIGKILL');
     await collector?.close();
+    await receiver?.close();
   });
 
   test('POST /v1/videos: one trace under the client’s; server span, container, a span per part; the log line carries it', async () => {
@@ -176,6 +185,9 @@ describe('traces over OTLP http/json', () => {
     const line = await uploadFinishedLine(relay, videoId);
     expect(line.trace_id).toBe(client.traceId);
     expect(trace.spans.map((s) => s.spanId)).toContain(line.span_id);
+
+    // Its upload.completed webhook went out (its URL is checked for below, once later spans came).
+    await receiver.waitFor(1);
   });
 
   test('a client that asks for 100-continue (curl does, for any large body) is traced too', async () => {
@@ -399,12 +411,18 @@ describe('traces over OTLP http/json', () => {
         ),
       ).toBe(true);
 
-    // Nowhere in anything exported: the upload token, the static token, the API key.
+    // Nowhere in anything exported: the upload token, the static token, the API key, and the
+    // webhook URL of the deliveries of every upload so far (spans are exported in the order they
+    // end: a delivery's would have come before this test's).
+    expect(receiver.received.length).toBeGreaterThanOrEqual(3);
     const exported = collector.bodies.join('\n');
     expect(exported).not.toContain(token);
     expect(exported).not.toContain(token.slice(3)); // without its `to_`
     expect(exported).not.toContain(TOKEN);
     expect(exported).not.toContain(TEST_API_KEY);
+    expect(exported).not.toContain(WEBHOOK_PATH_SECRET);
+    // Deliveries are the relay's background work: in no upload's trace.
+    expect(clientCall(collector.spans, 'POST', /^\/hooks\//)).toEqual([]);
   });
 
   test('a token spelled otherwise in the URL (%74oken=, %5F) is not in the span either', async () => {
