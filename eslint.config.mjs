@@ -33,9 +33,10 @@ export default tseslint.config(
     },
   },
   {
-    // Only start-up may read the environment; everything else gets a Config.
+    // Only start-up may read the environment; everything else gets a Config. src/tracing.ts is
+    // start-up too: it runs before main.ts's other imports, which OpenTelemetry must see required.
     files: ['src/**/*.ts'],
-    ignores: ['src/main.ts', 'src/emulator/main.ts'],
+    ignores: ['src/main.ts', 'src/emulator/main.ts', 'src/tracing.ts'],
     rules: {
       'no-restricted-properties': [
         'error',

@@ -101,6 +101,18 @@ function targets(variants) {
     const t = relay.mibPerSecond.median / baseline.mibPerSecond.median;
     add('one fast upload, throughput ÷ the baseline build', `${f2(t)}×`, '≥ 0.95×', t >= 0.95);
   }
+  const traced = by((v) => v.kind === 'traced');
+  if (traced && relay) {
+    const cpu = traced.cpuPerGiB.median / relay.cpuPerGiB.median;
+    const extra = traced.cpuPerGiB.median - relay.cpuPerGiB.median;
+    add(
+      'one fast upload traced (OTLP, every request sampled): CPU per GiB ÷ untraced (same run)',
+      `${f2(cpu)}× (${extra >= 0 ? '+' : ''}${f2(extra)} CPU-s per GiB)`,
+      '(reported)',
+      true,
+    );
+    reportRatio('one fast upload traced: throughput ÷ untraced (same run)', traced, relay);
+  }
   const mobile = by((v) => v.kind === 'mobile');
   if (mobile) {
     const per = mobile.rssGrowthPerUpload.median;

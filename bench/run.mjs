@@ -67,11 +67,12 @@ function relayEnv(sinkUrl, partMiB, concurrency, buffering = 'pooled', extra = {
 async function measure(
   name,
   start,
-  { sink, uploads, verify, bytesPerSecond, spreadMs = 0, scrape = false },
+  { sink, uploads, verify, bytesPerSecond, spreadMs = 0, scrape = false, warm },
 ) {
   const server = await start();
   try {
     await uploadForm(server.url, MiB); // warm-up: code paths loaded, pools open
+    await warm?.(); // what else a variant loads once, not per GiB (the traced one's first export)
     await new Promise((r) => setTimeout(r, 300));
     const idleRss = server.rss();
     // Only the relay has /metrics (the floor would choke on a GET); only many-client runs need it.
@@ -207,9 +208,23 @@ function sinkCheck(sink) {
   };
 }
 
+const exportsSoFar = (collector) =>
+  fetch(`${collector.url}/stats`).then(async (r) => (await r.json()).exports);
+
+/** Resolves once the collector has had more than `count` exports: a traced run that exported nothing is no run. */
+async function exportedPast(collector, count) {
+  const deadline = Date.now() + 10_000;
+  while ((await exportsSoFar(collector)) <= count) {
+    if (Date.now() > deadline) throw new Error('traced: the relay exported no span');
+    await sleep(50);
+  }
+  return exportsSoFar(collector);
+}
+
 async function main() {
   const fast = await startProcess(script('bench/sink.mjs'));
   const slow = await startProcess(script('bench/sink.mjs'), { SINK_DELAY_MS: '200' });
+  const collector = await startProcess(script('bench/otlp-discard.mjs'));
   const relay =
     (sink, p, c, buffering, extra, flags = IMAGE_FLAGS) =>
     () =>
@@ -332,6 +347,36 @@ async function main() {
           verify: sinkCheck(fast),
         }),
     })),
+    // What traces cost when on, every request sampled (docs/operations.md#traces): the same
+    // upload, spans exported over OTLP (http/protobuf, the default) to a collector that discards
+    // them, right next to the untraced run in every round.
+    {
+      name: 'relay 16 MiB × 2, traced (OTLP, always_on)',
+      kind: 'traced',
+      pairOf: (v) => v.kind === 'relay' && v.part === 16 && v.concurrency === 2,
+      run: async () => {
+        let count = await exportsSoFar(collector);
+        return measure(
+          'relay traced',
+          relay(fast, 16, 2, 'pooled', {
+            OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+            OTEL_TRACES_SAMPLER: 'always_on',
+            OTEL_BSP_SCHEDULE_DELAY: '500',
+          }),
+          {
+            sink: fast,
+            uploads: [size],
+            // The warm-up's spans exported: the exporter's own code is loaded before measuring.
+            warm: async () => (count = await exportedPast(collector, count)),
+            // And the measured upload's spans, within the measured time.
+            verify: async (answer, bytes) => {
+              await sinkCheck(fast)(answer, bytes);
+              await exportedPast(collector, count);
+            },
+          },
+        );
+      },
+    },
     {
       name: 'relay 16 MiB × 2, parts as chunk lists',
       kind: 'relay-chunks',
@@ -453,7 +498,7 @@ async function main() {
     }
   }
   process.stderr.write('\n');
-  await Promise.all([fast.stop(), slow.stop()]);
+  await Promise.all([fast.stop(), slow.stop(), collector.stop()]);
   const summary = variants.map(({ run: _run, pairOf: _pairOf, ...v }) => {
     const rs = runs.get(v.name);
     const pick = (key) => ({

@@ -105,6 +105,14 @@ export interface Config {
     events: WebhookEventType[];
     timeoutMs: number;
   };
+  /**
+   * OpenTelemetry traces: the SDK reads its own OTEL_* settings (src/tracing/sdk.ts); this is
+   * only whether it runs, for the start-up line.
+   */
+  tracing: {
+    /** Where spans go; undefined when traces are off. */
+    endpoint: string | undefined;
+  };
 }
 
 /** True when some client authentication is configured. */
@@ -371,6 +379,7 @@ export function loadConfig(
       caFile: r.raw('APIVIDEO_CA_FILE'),
     },
     webhooks: webhookSettings(r),
+    tracing: tracingSettings(r),
   };
   Object.assign(config.upload, memoryBudget(r, config.upload.partSize, system));
   // A quarter of the budget, and never less than two parts: one principal's uploads can go on
@@ -468,6 +477,26 @@ function redisSentinels(r: Reader): Array<{ host: string; port: number }> {
     );
   }
   return sentinels.map((m) => ({ host: m![1]!.replace(/^\[|\]$/g, ''), port: Number(m![2]) }));
+}
+
+/**
+ * Traces are on when an OTLP endpoint is set, as OpenTelemetry's own SDKs have it, unless
+ * OTEL_SDK_DISABLED says otherwise. The traces-only endpoint wins, as it does in the SDK.
+ */
+function tracingSettings(r: Reader): Config['tracing'] {
+  const disabled = r.raw('OTEL_SDK_DISABLED')?.toLowerCase() === 'true';
+  const endpoint =
+    r.optionalUrl('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') ??
+    r.optionalUrl('OTEL_EXPORTER_OTLP_ENDPOINT');
+  return { endpoint: disabled ? undefined : endpoint };
+}
+
+/**
+ * Whether traces are on, for src/tracing.ts, which must decide before loadConfig can run (see
+ * there): the same rule as loadConfig's, so the start-up line says what the process does.
+ */
+export function tracingEndpoint(env: Env): string | undefined {
+  return tracingSettings(new Reader(env)).endpoint;
 }
 
 /**

@@ -4,6 +4,8 @@
  */
 // First: on a Node.js too old for the rest, say so plainly.
 import './node-version';
+// Then traces, when configured: before anything they instrument is required (see tracing.ts).
+import { flushTraces } from './tracing';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -128,6 +130,13 @@ function redisCa(config: Config): string | undefined {
   }
 }
 
+/** The start-up line's word on traces; never a credential the endpoint's URL may carry. */
+function describeTracing(endpoint: string | undefined): string {
+  if (!endpoint) return 'off (OTEL_EXPORTER_OTLP_ENDPOINT turns them on)';
+  const url = new URL(endpoint);
+  return `OpenTelemetry, sent to ${url.protocol}//${url.host}${url.pathname.replace(/\/$/, '')} (OTEL_* settings: docs/operations.md#traces)`;
+}
+
 /** Without a key outside production, uploads go to an in-process emulator: the relay runs out of the box. */
 async function upstream(
   config: Config,
@@ -169,6 +178,7 @@ async function main(): Promise<void> {
   const keyCheck = new KeyCheck(apivideo, logger);
   void keyCheck.start();
   logger.info(`session store: ${describeSessionStore(config.resumable)}`);
+  logger.info(`traces: ${describeTracing(config.tracing.endpoint)}`);
   const relay = createRelay({
     config,
     logger,
@@ -231,7 +241,7 @@ async function main(): Promise<void> {
     server.close();
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), 1000).unref();
-    await Promise.allSettled([apivideo.close(), emulator?.close()]);
+    await Promise.allSettled([apivideo.close(), emulator?.close(), flushTraces(5000)]);
     logger.flush();
     process.exit(0);
   };

@@ -28,6 +28,7 @@ import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
 import { RedisUploadTokenStore } from './upload-tokens/redis-store';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
 import { UploadTokens } from './upload-tokens/tokens';
+import { tracing } from './tracing/spans';
 import { createWebhooks, type Webhooks } from './webhooks';
 import type { WebhookSink } from './webhooks/sink';
 
@@ -137,6 +138,8 @@ export function createRelay(parts: RelayParts): Relay {
     sinks: [
       new OutcomeRecorder(metrics, logger),
       ...(webhooks ? [webhooks.sink] : []),
+      // How the upload ended, on the span of the request that ended it (when traces are on).
+      ...(tracing() ? [tracing()!.outcomes] : []),
       ...(parts.outcomeSinks ?? []),
     ],
     logger,

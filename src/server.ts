@@ -48,8 +48,12 @@ export function createHttpServer(
   // With this set it marks the last answer in flight to close the connection once written.
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // Expect: 100-continue is answered only once the upload route means to read the body, so a
-  // client refused on its headers (401, 413, 429, 503) never sends it.
-  server.on('checkContinue', handle);
+  // client refused on its headers (401, 413, 429, 503) never sends it. Handled as a 'request'
+  // event, which is what OpenTelemetry's http instrumentation traces (large uploads from curl and
+  // most clients ask for 100-continue); `handle` is the 'request' listener either way.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
+    server.emit('request', req, res),
+  );
   // Any other expectation: Node's own answer is a bare 417.
   server.on('checkExpectation', (req, res) => {
     inFlight.add(req, res);

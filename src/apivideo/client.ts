@@ -4,6 +4,7 @@ import { BasicCredentials, BearerCredentials, type TokenAnswer } from './credent
 import { ApiVideoHttpError, ApiVideoInvalidIdError, ApiVideoKeyRejectedError } from './errors';
 import { multipartFileBody, multipartStreamBody } from './part-body';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry';
+import { tracing } from '../tracing/spans';
 import { Transport, type Credentials, type RetryEvent } from './transport';
 import type { Video, VideoCreationPayload, VideoStatus } from './types';
 import { isVideoId } from './video-id';
@@ -24,6 +25,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   maxAttempts?: number;
   onRetry?: (event: RetryEvent) => void;
+  /** Called after each request sent, with the status answered (undefined: no answer). */
+  onAttempt?: (status: number | undefined) => void;
 }
 
 /** The typed api.video client the relay uses: containers, status, and part uploads. */
@@ -92,16 +95,21 @@ export class ApiVideoClient {
     chunks: readonly Buffer[],
     options: CallOptions = {},
   ): Promise<Video> {
-    return this.call(
-      `uploadPart ${partNumber}`,
-      {
-        method: 'POST',
-        path: `${videoPath(`uploadPart ${partNumber}`, videoId)}/source`,
-        multipart: multipartFileBody(chunks),
-        headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
-      },
-      options,
-    );
+    const send = (sendOptions: CallOptions) =>
+      this.call<Video>(
+        `uploadPart ${partNumber}`,
+        {
+          method: 'POST',
+          path: `${videoPath(`uploadPart ${partNumber}`, videoId)}/source`,
+          multipart: multipartFileBody(chunks),
+          headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
+        },
+        sendOptions,
+      );
+    const traces = tracing();
+    if (!traces) return send(options);
+    const size = chunks.reduce((n, chunk) => n + chunk.length, 0);
+    return traces.part({ videoId, number: partNumber, last: isLast, size }, options, send);
   }
 
   /**
@@ -116,15 +124,25 @@ export class ApiVideoClient {
     length: number | undefined,
     options: CallOptions = {},
   ): Promise<Video> {
-    return this.call(
-      `uploadPart ${partNumber}`,
-      {
-        method: 'POST',
-        path: `${videoPath(`uploadPart ${partNumber}`, videoId)}/source`,
-        stream: multipartStreamBody(file, length),
-        headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
-      },
-      { ...options, maxAttempts: 1 },
+    const send = (body: AsyncIterable<Buffer>, sendOptions: CallOptions) =>
+      this.call<Video>(
+        `uploadPart ${partNumber}`,
+        {
+          method: 'POST',
+          path: `${videoPath(`uploadPart ${partNumber}`, videoId)}/source`,
+          stream: multipartStreamBody(body, length),
+          headers: { 'content-range': `part ${partNumber}/${isLast ? partNumber : '*'}` },
+        },
+        { ...sendOptions, maxAttempts: 1 },
+      );
+    const traces = tracing();
+    if (!traces) return send(file, options);
+    // Counted only when traced: a chunk without a declared length has its size at its end.
+    let bytes = 0;
+    const counted = countingBytes(file, (n) => (bytes += n));
+    const size = () => length ?? bytes;
+    return traces.part({ videoId, number: partNumber, last: isLast, size }, options, (o) =>
+      send(counted, o),
     );
   }
 
@@ -153,6 +171,16 @@ export class ApiVideoClient {
       }
       throw err;
     }
+  }
+}
+
+async function* countingBytes(
+  file: AsyncIterable<Buffer>,
+  seen: (bytes: number) => void,
+): AsyncGenerator<Buffer> {
+  for await (const chunk of file) {
+    seen(chunk.length);
+    yield chunk;
   }
 }
 

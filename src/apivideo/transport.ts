@@ -42,6 +42,8 @@ export interface CallSpec {
   maxAttempts?: number;
   /** Called before each wait, for logs, metrics and per-upload counts. */
   onRetry?: (event: RetryEvent) => void;
+  /** Called after each request sent, with the status answered (undefined: no answer). */
+  onAttempt?: (status: number | undefined) => void;
 }
 
 export interface TransportOptions {
@@ -146,14 +148,21 @@ export class Transport {
         headers['content-length'] = String(spec.stream.contentLength);
       body = spec.stream.body;
     }
-    const res = await request(this.options.baseUrl + spec.path, {
-      method: spec.method,
-      headers,
-      // undici writes any iterable chunk by chunk (lib/core/request.js); its types lag behind.
-      body: body as string | undefined,
-      signal: spec.signal,
-      dispatcher: this.options.dispatcher,
-    });
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(this.options.baseUrl + spec.path, {
+        method: spec.method,
+        headers,
+        // undici writes any iterable chunk by chunk (lib/core/request.js); its types lag behind.
+        body: body as string | undefined,
+        signal: spec.signal,
+        dispatcher: this.options.dispatcher,
+      });
+    } catch (err) {
+      spec.onAttempt?.(undefined);
+      throw err;
+    }
+    spec.onAttempt?.(res.statusCode);
     const text = await res.body.text();
     return { status: res.statusCode, headers: res.headers, body: parseJson(text) };
   }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { RelayError } from '../errors';
 import type { Checkpoint, UploadIdentity } from '../upload/contract';
 import type { Settled, UploadEngine } from '../upload/engine';
+import { traceUpload } from '../tracing/spans';
 import { routeOf, type SessionStore, type TailWrite, type UploadSession } from './session-store';
 import type { UploadLock, UploadLocker } from './upload-lock';
 
@@ -85,6 +86,8 @@ export class UploadSessions {
 
   /** Asks api.video about parts nobody saw the end of; may complete the upload. */
   settle(session: UploadSession, logger: Logger, lock?: UploadLock): Promise<Settled> {
+    // Every request about an upload asks this first (HEAD too): it names the upload on its span.
+    traceUpload(this.identityOf(session), session.state.videoId);
     if (session.completed) return Promise.resolve({ kind: 'completed', video: session.video! });
     return this.engine.reconcile({
       identity: this.identityOf(session),

@@ -173,7 +173,9 @@ export class BudgetedCutter {
     const { reservation } = open;
     const rest = open.target - reservation.size;
     if (open.bound || this.keepsPace(open)) {
-      const atLeast = open.bound ? rest : Math.max(1, Math.min(rest, this.minPart - reservation.size));
+      const atLeast = open.bound
+        ? rest
+        : Math.max(1, Math.min(rest, this.minPart - reservation.size));
       await reservation.grow(rest, { kind: 'part', atLeast, signal });
       // Under pressure a new part shrinks (never below api.video's minimum, or its known rest).
       if (reservation.size < open.target) open.target = reservation.size;

@@ -36,6 +36,7 @@ import type { OutcomeSink, UploadCompleted, UploadFailed, UploadOutcome } from '
 import { askApiVideo, isAlreadyUploaded, type Holding } from './reconcile';
 import { Transfer, type Memory } from './transfer';
 import { toRelayError } from './upstream-failure';
+import { traceUpload } from '../tracing/spans';
 import type { UploadTarget } from './video-fields';
 
 export interface EngineDeps {
@@ -106,6 +107,8 @@ export class UploadEngine {
 
   /** An upload begins: counted once, whatever its route and however many requests it takes. */
   begin(identity: UploadIdentity): void {
+    // Names the upload on the span of the request that begins it (nothing when traces are off).
+    traceUpload(identity, undefined);
     this.observer.started(identity.route);
   }
 

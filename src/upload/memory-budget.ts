@@ -244,7 +244,7 @@ export class MemoryBudget {
     }
     return new Promise<number>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const leave = (reason: unknown) => {
+      const leave = (reason: Error) => {
         const at = this.waiters.indexOf(waiter);
         if (at >= 0) this.waiters.splice(at, 1);
         clearTimeout(timer);
@@ -253,7 +253,7 @@ export class MemoryBudget {
         // The head may have been the one blocking smaller requests behind it.
         this.serve();
       };
-      const onAbort = () => leave(signal!.reason);
+      const onAbort = () => leave(signal!.reason as Error);
       const waiter: Waiter = {
         want,
         atLeast,
@@ -356,7 +356,7 @@ export class MemoryBudget {
    */
   private serve(): void {
     let blocked = false;
-    for (let i = 0; i < this.waiters.length; ) {
+    for (let i = 0; i < this.waiters.length;) {
       const waiter = this.waiters[i]!;
       const deferred = waiter.kind === 'part' && this.deferred(waiter);
       const mayTry = waiter.kind === 'step' || (!blocked && !deferred);
@@ -555,7 +555,10 @@ export class BudgetAccount {
   }
 
   /** New room: a whole part by default, or (`kind: 'step'`) a step of a part still filling. */
-  async reserve(bytes: number, options: Omit<ReserveOptions, 'principal'> = {}): Promise<Reservation> {
+  async reserve(
+    bytes: number,
+    options: Omit<ReserveOptions, 'principal'> = {},
+  ): Promise<Reservation> {
     const reservation = new Reservation(this);
     this.open.add(reservation);
     try {

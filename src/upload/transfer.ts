@@ -25,7 +25,12 @@ import {
   recordUnknown,
   type PartLedger,
 } from './ledger';
-import { STEP_BYTES, type BudgetAccount, type MemoryBudget, type Reservation } from './memory-budget';
+import {
+  STEP_BYTES,
+  type BudgetAccount,
+  type MemoryBudget,
+  type Reservation,
+} from './memory-budget';
 import { PartQueue } from './part-queue';
 import { PartSizer } from './part-size';
 import { askApiVideo, isAlreadyUploaded } from './reconcile';
@@ -226,7 +231,10 @@ export class Transfer {
       this.earlyMs += clientMs;
       const carried = this.request.carried!.bytes;
       // No part can be cut yet: keep the new bytes here, and the carried ones where they are.
-      if (carried + this.earlyBytes + chunk.length <= this.settings.partSize && this.position !== length) {
+      if (
+        carried + this.earlyBytes + chunk.length <= this.settings.partSize &&
+        this.position !== length
+      ) {
         // Room before the bytes are held, growing as they arrive (steps for a slow client); it
         // becomes the first part's.
         this.earlyRoom ??= await this.account.reserve(Math.min(STEP_BYTES, chunk.length), {
@@ -266,8 +274,7 @@ export class Transfer {
     // Room first (for the first part: the carried bytes and the early ones, at most a part), then
     // the bytes: never held unreserved. Early bytes past the first part wait for its room.
     const need = Math.min(this.request.carried!.bytes + this.earlyBytes, this.cutter.nextTarget);
-    const room =
-      this.earlyRoom ?? (await this.account.reserve(need, { signal: this.signal }));
+    const room = this.earlyRoom ?? (await this.account.reserve(need, { signal: this.signal }));
     this.earlyRoom = undefined;
     room.unhold();
     if (room.size < need) await room.grow(need - room.size, { signal: this.signal });

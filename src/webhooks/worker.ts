@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Webhook } from 'standardwebhooks';
@@ -83,6 +84,13 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
   private ticking: Promise<void> | undefined;
   private again = false;
   private outboxDown = false;
+  /**
+   * Where deliveries run: the context the worker was made in (start-up), not that of the request
+   * whose outcome kicked it. Otherwise a delivery, and every later one its timers lead to, would
+   * belong to that request: in its trace (with the webhook URL, a credential, on a span) and on
+   * its log lines.
+   */
+  private readonly scope = new AsyncResource('relay.webhook-deliveries');
 
   constructor(private readonly options: DeliveryWorkerOptions) {
     super();
@@ -101,6 +109,10 @@ export class DeliveryWorker extends EventEmitter<{ attempt: [AttemptEvent] }> {
 
   /** Something was recorded or finished: look at the outbox now rather than at the next poll. */
   kick(): void {
+    this.scope.runInAsyncScope(() => this.kickHere());
+  }
+
+  private kickHere(): void {
     if (!this.running) return;
     if (this.ticking) {
       this.again = true;
