@@ -24,7 +24,7 @@ import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { DotEnvError, dotEnvAdditions, readBeforeStart } from './dotenv';
 import { createLogger, prettyLogsWanted, type Logger } from './logger';
-import { createHttpServer, listen } from './server';
+import { createHttpServer, listen, openableUrl } from './server';
 import { describeSessionStore } from './redis';
 import { createRelay } from './relay';
 import { UPLOAD_OVERHEAD_BYTES } from './upload/memory-budget';
@@ -205,7 +205,7 @@ async function main(): Promise<void> {
       memoryBudgetFrom,
       memoryBudgetUploadsCounted: counted,
     },
-    `relay listening on ${url}; uploads hold at most ${formatBytes(memoryBudget)} together, file bytes and ${UPLOAD_OVERHEAD_BYTES / 1024} KiB each (UPLOAD_MEMORY_BUDGET: ${memoryBudgetFrom}), in parts of 5 MiB growing to ${formatBytes(partSize)}`,
+    `relay listening on ${openableUrl(url)}${openableUrl(url) === url ? '' : ` (every interface: ${url})`}; uploads hold at most ${formatBytes(memoryBudget)} together, file bytes and ${UPLOAD_OVERHEAD_BYTES / 1024} KiB each (${memoryBudgetFrom === 'UPLOAD_MEMORY_BUDGET' ? 'as UPLOAD_MEMORY_BUDGET sets' : `UPLOAD_MEMORY_BUDGET unset: ${memoryBudgetFrom}`}), in parts of 5 MiB growing to ${formatBytes(partSize)}`,
   );
   if (counted < maxConcurrentUploads)
     logger.warn(

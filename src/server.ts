@@ -80,10 +80,29 @@ export function createHttpServer(
 
 export async function listen(server: Server, port: number, host: string): Promise<string> {
   server.listen(port, host);
-  await once(server, 'listening');
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE')
+      throw new Error(
+        `port ${port} on ${host} is already in use (another relay, or another program): set PORT to a free port, or stop what holds it`,
+      );
+    if (code === 'EACCES')
+      throw new Error(`port ${port} needs privileges this process lacks: set PORT above 1023`);
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `http://${shownHost}:${address.port}`;
+}
+
+/**
+ * An address a person can open: a relay listening on every interface (0.0.0.0, ::) is reached
+ * at localhost on its own machine.
+ */
+export function openableUrl(url: string): string {
+  return url.replace(/^http:\/\/(0\.0\.0\.0|\[::\])(?=:)/, 'http://localhost');
 }
 
 const REASONS: Record<number, string> = {

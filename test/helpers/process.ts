@@ -61,7 +61,7 @@ export async function startRelayProcess(env: Record<string, string>): Promise<Re
       reject(new Error(`relay did not start:\n${output}`));
     }, 15_000);
     const look = () => {
-      const match = /relay listening on (http:\/\/[\d.:]+)/.exec(output);
+      const match = /relay listening on (http:\/\/[\w.:[\]-]+)/.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]!);

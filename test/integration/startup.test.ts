@@ -1,5 +1,7 @@
 /** `node dist/main.js` as users run it: configuration errors, the production refusal, and the out-of-the-box emulator. */
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,6 +147,43 @@ test('HTTP_HEADERS_TIMEOUT_MS: a client that never finishes its headers is cut o
   }
 });
 
+test('a port in use: exit 1 saying to set PORT, no stack trace', async () => {
+  const taken = createServer().listen(0, '127.0.0.1');
+  await once(taken, 'listening');
+  try {
+    const { port } = taken.address() as AddressInfo;
+    const { code, stderr } = await runToExit({ PORT: String(port), HOST: '127.0.0.1' });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`));
+    expect(stderr).toMatch(/set PORT to a free port/);
+    expect(stderr).not.toMatch(/\n\s+at /);
+  } finally {
+    taken.close();
+  }
+});
+
+test('on every interface, the start-up line gives an address a person can open, and where the budget came from', async () => {
+  const relay = await startRelayProcess({ HOST: '0.0.0.0', UPLOAD_MEMORY_BUDGET: '256MiB' });
+  try {
+    const line = JSON.parse(
+      relay
+        .output()
+        .split('\n')
+        .find((l) => l.includes('relay listening'))!,
+    ) as { msg: string };
+    expect(relay.url).toMatch(/^http:\/\/localhost:\d+$/);
+    expect(line.msg).toMatch(
+      /^relay listening on http:\/\/localhost:\d+ \(every interface: http:\/\/0\.0\.0\.0:\d+\)/,
+    );
+    expect(line.msg).toContain('(as UPLOAD_MEMORY_BUDGET sets)');
+    expect(line.msg).not.toContain('UPLOAD_MEMORY_BUDGET: UPLOAD_MEMORY_BUDGET');
+    // The address works.
+    expect((await request(`${relay.url}/healthz`)).statusCode).toBe(200);
+  } finally {
+    await relay.stop();
+  }
+});
+
 test('without UPLOAD_MEMORY_BUDGET the start-up line says which share of which memory it took', async () => {
   const relay = await startRelayProcess({});
   try {
@@ -157,6 +196,9 @@ test('without UPLOAD_MEMORY_BUDGET the start-up line says which share of which m
       /^(50 % of the cgroup v[12] limit|25 % of the machine's memory) \(\d+ MiB\)$/,
     );
     expect(line.memoryBudgetBytes).toBeGreaterThanOrEqual(16 * MiB);
+    expect((line as unknown as { msg: string }).msg).toContain(
+      `(UPLOAD_MEMORY_BUDGET unset: ${line.memoryBudgetFrom})`,
+    );
   } finally {
     await relay.stop();
   }
