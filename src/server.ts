@@ -87,9 +87,12 @@ export async function listen(server: Server, port: number, host: string): Promis
     if (code === 'EADDRINUSE')
       throw new Error(
         `port ${port} on ${host} is already in use (another relay, or another program): set PORT to a free port, or stop what holds it`,
+        { cause: err },
       );
     if (code === 'EACCES')
-      throw new Error(`port ${port} needs privileges this process lacks: set PORT above 1023`);
+      throw new Error(`port ${port} needs privileges this process lacks: set PORT above 1023`, {
+        cause: err,
+      });
     throw err;
   }
   const address = server.address() as AddressInfo;
