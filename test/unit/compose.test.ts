@@ -28,14 +28,15 @@ function render(env: Record<string, string>) {
   return parse(interpolate(file, env)) as { services: Record<string, Service> };
 }
 
-test.each([{}, { EMULATOR_PORT: '4100' }, { EMULATOR_PORT: '4100', PORT: '8080' }])(
-  'with %j in .env, the relay reaches the emulator where it listens',
-  (env) => {
-    const { services } = render(env);
-    const base = new URL(services.relay!.environment.APIVIDEO_BASE_URL!);
-    expect(base.hostname).toBe('emulator');
-    expect(base.port).toBe(String(services.emulator!.environment.EMULATOR_PORT));
-    // Published on the host where EMULATOR_PORT says, from that same port inside.
-    expect(services.emulator!.ports).toEqual([`${env.EMULATOR_PORT ?? '4000'}:${base.port}`]);
-  },
-);
+test.each<Record<string, string>>([
+  {},
+  { EMULATOR_PORT: '4100' },
+  { EMULATOR_PORT: '4100', PORT: '8080' },
+])('with %j in .env, the relay reaches the emulator where it listens', (env) => {
+  const { services } = render(env);
+  const base = new URL(services.relay!.environment.APIVIDEO_BASE_URL!);
+  expect(base.hostname).toBe('emulator');
+  expect(base.port).toBe(String(services.emulator!.environment.EMULATOR_PORT));
+  // Published on the host where EMULATOR_PORT says, from that same port inside.
+  expect(services.emulator!.ports).toEqual([`${env.EMULATOR_PORT ?? '4000'}:${base.port}`]);
+});
