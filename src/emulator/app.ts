@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -79,6 +79,8 @@ export function createEmulator(options: EmulatorOptions): Emulator {
     gate: new PartGate(),
     closing: new AbortController(),
   };
+  // Every delayed or held part waits on it: many at once is the emulator working, not a leak.
+  setMaxListeners(0, emulator.closing.signal);
   const { app } = emulator;
   app.disable('x-powered-by');
   app.set('etag', false);
