@@ -172,16 +172,21 @@ export class BudgetedCutter {
   private async grow(open: OpenPart, signal?: AbortSignal): Promise<void> {
     const { reservation } = open;
     const rest = open.target - reservation.size;
-    if (open.bound || this.keepsPace(open)) {
-      const atLeast = open.bound
-        ? rest
-        : Math.max(1, Math.min(rest, this.minPart - reservation.size));
-      await reservation.grow(rest, { kind: 'part', atLeast, signal });
-      // Under pressure a new part shrinks (never below api.video's minimum, or its known rest).
-      if (reservation.size < open.target) open.target = reservation.size;
-    } else {
-      await reservation.grow(Math.min(STEP_BYTES, rest), { kind: 'step', signal });
+    const paced = open.bound || this.keepsPace(open);
+    const step = Math.min(STEP_BYTES, rest);
+    if (!paced && this.options.account.stepRoom >= step) {
+      await reservation.grow(step, { kind: 'step', signal });
+      return;
     }
+    // A client that keeps pace, a part sent before, or a slow client once steps are all taken
+    // (it then waits its turn for the rest of its part, as anyone does, and holding a whole
+    // part it can always finish it: slow clients cannot block each other for good).
+    const atLeast = open.bound
+      ? rest
+      : Math.max(1, Math.min(rest, this.minPart - reservation.size));
+    await reservation.grow(rest, { kind: 'part', atLeast, signal, slow: !paced });
+    // Under pressure a new part shrinks (never below api.video's minimum, or its known rest).
+    if (reservation.size < open.target) open.target = reservation.size;
   }
 
   /** Whether the open part's client sends at least the budget's least rate (once it has shown it). */

@@ -41,6 +41,11 @@ export interface ReserveOptions {
   kind?: 'step' | 'part';
   /** Who asks: a principal past its share waits behind the others. */
   principal?: string;
+  /**
+   * The client is below `minRate` (it asks for a whole part only because the steps are all
+   * taken): waiting, it does not make slow holders give their room back.
+   */
+  slow?: boolean;
 }
 
 export interface MemoryBudgetOptions {
@@ -83,6 +88,7 @@ interface Waiter {
   atLeast: number;
   kind: 'step' | 'part';
   principal: string | undefined;
+  slow: boolean;
   grant: (bytes: number) => void;
 }
 
@@ -259,6 +265,7 @@ export class MemoryBudget {
         atLeast,
         kind,
         principal,
+        slow: options.slow === true,
         grant: (granted) => {
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
@@ -386,6 +393,9 @@ export class MemoryBudget {
     if (this.minRate <= 0 || this.paceTimer) return;
     this.paceTimer = setInterval(() => {
       if (this.waiters.length === 0) return this.stopWatchingPace();
+      // Only for a client that keeps pace: taking room from one slow client to give it to
+      // another would let neither finish.
+      if (!this.waiters.some((w) => !w.slow)) return;
       for (const reservation of [...this.paced]) {
         if (reservation.tooSlow(this.minRate)) {
           this.counts.revoked += 1;

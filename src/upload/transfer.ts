@@ -237,8 +237,9 @@ export class Transfer {
       ) {
         // Room before the bytes are held, growing as they arrive (steps for a slow client); it
         // becomes the first part's.
-        this.earlyRoom ??= await this.account.reserve(Math.min(STEP_BYTES, chunk.length), {
-          kind: 'step',
+        const first = Math.min(STEP_BYTES, chunk.length);
+        this.earlyRoom ??= await this.account.reserve(first, {
+          kind: this.account.stepRoom >= first ? 'step' : 'part',
           signal: this.signal,
         });
         while (this.earlyRoom.room < chunk.length) await this.growEarly(chunk.length);
@@ -264,10 +265,9 @@ export class Transfer {
       ((this.earlyBytes >= STEP_BYTES || this.earlyMs >= 1000) &&
         (this.earlyBytes / Math.max(this.earlyMs, 1)) * 1000 >= minRate);
     const missing = needed - room.room;
-    await room.grow(fast ? missing : Math.max(missing, Math.min(STEP_BYTES, missing)), {
-      kind: fast ? 'part' : 'step',
-      signal: this.signal,
-    });
+    // A slow client's room grows in steps while steps are left; then as anyone's does.
+    const step = !fast && this.account.stepRoom >= missing;
+    await room.grow(missing, { kind: step ? 'step' : 'part', signal: this.signal, slow: !fast });
   }
 
   private async loadCarried(clientMs = 0): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import { BlockPool, DEFAULT_BLOCK_SIZE } from '../../src/upload/block-pool';
 import { BudgetedCutter, type HeldPart } from '../../src/upload/budgeted-cutter';
-import { MemoryBudget } from '../../src/upload/memory-budget';
+import { MemoryBudget, STEP_BYTES } from '../../src/upload/memory-budget';
 import { PartSizer, partRuleBroken } from '../../src/upload/part-size';
 
 /** Small sizes keep the tables readable; the rules do not depend on them. */
@@ -266,4 +266,43 @@ test('every block of an acknowledged part goes back to its pool, a part ending m
   expect(small.allocated + large.allocated).toBeGreaterThan(0);
   expect(budget.reserved).toBe(0);
   expect(budget.held).toBe(0);
+});
+
+describe('room for slow clients', () => {
+  const KiB = 1024;
+  /** Pushes `parts` parts of 1 MiB at 64 KiB a second (below the budget's least rate). */
+  async function slowClient(c: BudgetedCutter, parts: number) {
+    const sent: number[] = [];
+    for (let i = 0; i < (parts * 1024) / 64; i++)
+      await c.push(
+        source(64 * KiB, i),
+        async (p) => void (sent.push(p.size), p.acknowledged()),
+        undefined,
+        1000,
+      );
+    const last = c.finish();
+    if (last) {
+      sent.push(last.size);
+      last.acknowledged();
+    }
+    return sent;
+  }
+
+  test('steps while the pool has room; then the rest of a part, so slow clients never block one another for good', async () => {
+    // One step's pool, and no limit on waits: only the fallback to whole parts lets both finish.
+    const budget = new MemoryBudget(3 * 1024 * KiB, { stepPool: STEP_BYTES, minRate: 1024 * KiB });
+    const make = () =>
+      new BudgetedCutter({
+        account: budget.account(),
+        sizer: new PartSizer({ min: 1024 * KiB, max: 1024 * KiB }),
+        minPart: 1024 * KiB,
+      });
+    const [a, b] = await Promise.all([slowClient(make(), 2), slowClient(make(), 2)]);
+    expect([a, b]).toEqual([
+      [1024 * KiB, 1024 * KiB],
+      [1024 * KiB, 1024 * KiB],
+    ]);
+    expect(budget.peak.stepped).toBeLessThanOrEqual(STEP_BYTES);
+    expect(budget.snapshot()).toMatchObject({ reserved: 0, held: 0, waiting: 0 });
+  });
 });
