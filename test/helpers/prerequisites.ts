@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 
-/** Everything the full suite needs beyond Node, as README "Tests" lists it (Debian's packages). */
+/** Everything the full suite needs beyond Node, as CONTRIBUTING.md, "Prerequisites", lists it (Debian's packages). */
 export const INSTALL_ALL =
   'sudo apt-get install -y redis-server curl openssl nginx-light chromium python3-requests prometheus';
 

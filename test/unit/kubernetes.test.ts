@@ -4,7 +4,7 @@
  * Needs kubectl (`kubectl kustomize` renders offline); CI installs it, so this never skips.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -197,7 +197,7 @@ test('memory: request = limit, UPLOAD_MEMORY_BUDGET at most 75 % of it, and RSS 
   const budget = parseSize(env().UPLOAD_MEMORY_BUDGET!)!;
   expect(budget).toBeGreaterThan(0);
   expect(budget).toBeLessThanOrEqual(0.75 * limit);
-  // README, "Sizing memory": ~90 MiB idle + the budget (the uploads' own costs inside it) + what
+  // docs/operations.md, "Sizing memory": ~90 MiB idle + the budget (the uploads' own costs inside it) + what
   // it does not count: up to 2 × min(64 MiB, budget / 8) of pooled blocks, V8's young generation
   // (32 MiB at a 1 GiB limit), and the overdraft of uploads that arrive while parts fill the
   // budget (their costs, until parts drain).
@@ -210,6 +210,31 @@ test('memory: request = limit, UPLOAD_MEMORY_BUDGET at most 75 % of it, and RSS 
   // Every upload UPLOAD_MAX_CONCURRENT lets in has its own cost counted (none beyond the cap).
   expect(budget - 2 * partSize).toBeGreaterThanOrEqual(maxUploads * UPLOAD_OVERHEAD_BYTES);
   expect(requests.cpu).toBeDefined();
+});
+
+test('docs/operations.md gives the memory and drain figures the manifests set', () => {
+  const doc = readFileSync(join(ROOT, 'docs/operations.md'), 'utf8');
+  const section = doc
+    .slice(doc.indexOf('\n## Kubernetes\n'))
+    .split(/\n## /)[1]!
+    .replace(/\s+/g, ' ');
+  const MiB = 2 ** 20;
+  const GiB = 2 ** 30;
+  const human = (bytes: number) =>
+    bytes % GiB === 0 ? `${bytes / GiB} GiB` : `${bytes / MiB} MiB`;
+  const { limits } = relay().resources;
+  expect(section).toContain(`request and limit are both ${human(quantity(limits.memory))}`);
+  expect(section).toContain(
+    `\`UPLOAD_MEMORY_BUDGET\` is ${human(parseSize(env().UPLOAD_MEMORY_BUDGET!)!)}`,
+  );
+  const preStop = relay().lifecycle.preStop;
+  const pauseSeconds = preStop.sleep
+    ? Number(preStop.sleep.seconds)
+    : Number(preStop.exec.command[1]);
+  expect(section).toContain(`\`preStop\` pause (${pauseSeconds} s)`);
+  expect(section).toContain(`(\`SHUTDOWN_GRACE_MS\`, ${Number(env().SHUTDOWN_GRACE_MS) / 1000} s)`);
+  const grace = deployment().spec.template.spec.terminationGracePeriodSeconds;
+  expect(section).toContain(`\`terminationGracePeriodSeconds\` is ${grace} s`);
 });
 
 test('the relay NetworkPolicy: ingress on the relay port only; egress to Redis, DNS and 443 outside the cluster only', () => {
