@@ -28,6 +28,7 @@ import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
 import { RedisUploadTokenStore } from './upload-tokens/redis-store';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
 import { UploadTokens } from './upload-tokens/tokens';
+import { TokenUseSettlement } from './upload-tokens/use-settlement';
 import { createWebhooks, type Webhooks } from './webhooks';
 import type { WebhookSink } from './webhooks/sink';
 
@@ -133,6 +134,7 @@ export function createRelay(parts: RelayParts): Relay {
     observer,
     sinks: [
       new OutcomeRecorder(metrics, logger),
+      new TokenUseSettlement(uploadTokens, logger),
       ...(webhooks ? [webhooks.sink] : []),
       ...(parts.outcomeSinks ?? []),
     ],

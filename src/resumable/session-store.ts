@@ -41,6 +41,8 @@ export interface UploadSession {
   expiresAt: number;
   /** The upload token that started it: only that token (or its minter's credentials) reach it. */
   uploadTokenId?: string;
+  /** The key of the token use it counted: given back when it ends without a video. */
+  tokenUse?: string;
   /** A smaller limit than UPLOAD_MAX_FILE_SIZE, from the upload token. */
   maxFileSize?: number;
   /** A chunked upload: what its chunks declared so far. */

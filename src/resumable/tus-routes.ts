@@ -213,6 +213,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
     // An upload token's fields win over the client's metadata (its use was counted at auth).
     const grant = uploadTokenOf(res);
     const target = grant ? bindTokenFields(asked, grant.record) : asked;
+    const tokenUse = await grant?.consume();
     const now = Date.now();
     const session: UploadSession = {
       v: SESSION_VERSION,
@@ -229,6 +230,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       createdAt: now,
       expiresAt: sessions.nextExpiry(),
       ...(grant ? { uploadTokenId: grant.id, maxFileSize: grant.record.fields.maxFileSize } : {}),
+      ...(tokenUse ? { tokenUse } : {}),
     };
     if (!(await store.create(session, deps.maxSessionsPerClient))) {
       throw new RelayError(
