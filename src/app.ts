@@ -120,10 +120,10 @@ export function createApp(deps: AppDeps): express.Express {
       sessions,
       observer: deps.observer,
       logger,
-      // tus creation starts an upload (and counts the token's use); every later request continues it.
+      // tus creation may start an upload (the route counts the use); every later request continues it.
       authenticate: withUploadTokens(
         uploadTokens,
-        (req) => (req.method === 'POST' ? 'start-now' : 'continue'),
+        (req) => (req.method === 'POST' ? 'start' : 'continue'),
         authenticate,
       ),
       admit,

@@ -14,7 +14,7 @@ import { continueIfExpected } from '../http/linger';
 import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
 import { ClientGone, freshState, type TailChange, type UploadObserver } from '../upload/contract';
 import type { UploadEngine } from '../upload/engine';
-import { highestPart } from '../upload/ledger';
+import { acknowledgedParts, highestPart } from '../upload/ledger';
 import { bodyStream } from '../upload/stream-buffers';
 import { truncateChunks } from '../upload/transfer';
 import { uploadTarget, type FieldValues, type UploadTarget } from '../upload/video-fields';
@@ -207,12 +207,13 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       );
     if (length === 0) throw new RelayError('empty_file', 'The file has no bytes.');
     checkSize(length);
+    const grant = uploadTokenOf(res);
     const rawMetadata = header(req, 'upload-metadata');
     const metadata = parseMetadata(rawMetadata, deps.metadataLimits);
     const asked: UploadTarget = uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
-    // An upload token's fields win over the client's metadata (its use was counted at auth).
-    const grant = uploadTokenOf(res);
+    // An upload token's fields win over the client's metadata.
     const target = grant ? bindTokenFields(asked, grant.record) : asked;
+    // Everything the request says has been checked: the upload starts, and counts the token's use.
     const tokenUse = await grant?.consume();
     const now = Date.now();
     const session: UploadSession = {
@@ -232,7 +233,16 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       ...(grant ? { uploadTokenId: grant.id, maxFileSize: grant.record.fields.maxFileSize } : {}),
       ...(tokenUse ? { tokenUse } : {}),
     };
-    if (!(await store.create(session, deps.maxSessionsPerClient))) {
+    // Not stored, not begun: the use goes straight back.
+    let created: boolean;
+    try {
+      created = await store.create(session, deps.maxSessionsPerClient);
+    } catch (err) {
+      await grant?.refund();
+      throw err;
+    }
+    if (!created) {
+      await grant?.refund();
       throw new RelayError(
         'too_many_sessions',
         `You have ${deps.maxSessionsPerClient} unfinished resumable uploads; finish or terminate one first.`,
@@ -385,6 +395,14 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         return void res.status(status).end();
       }
       if (lock.lost.aborted) throw lock.lost.reason;
+      if (status === 201 && result.kind === 'interrupted') {
+        const ended = await endFailedCreation(res, session, lock, log, result.error.code);
+        if (ended === 'completed') {
+          describe(res, session);
+          return void res.status(status).end();
+        }
+        if (ended === 'ended') throw result.error;
+      }
       const dropped = await keepTail(session, result.tail, tailBefore, room);
       durable(res, session);
       if (result.kind === 'paused' && dropped === 0) {
@@ -425,6 +443,34 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       );
     checkSize(declared);
     session.length = declared;
+  }
+
+  /**
+   * A creation whose request failed before api.video acknowledged any part ends its upload (its
+   * container deleted, its token's use given back): a client told its creation failed starts
+   * over with a new one (tus-js-client does) rather than resume this one, which would otherwise
+   * hold a session, its bytes and a token's use until it expired. `ended`: the answer then names
+   * no upload; `open`: it goes on (a part is at api.video, or api.video could not say whether the
+   * last one landed), and the client may resume it from the answer's Location; `completed`: the
+   * last part landed after all.
+   */
+  async function endFailedCreation(
+    res: Response,
+    session: UploadSession,
+    lock: UploadLock,
+    log: Logger,
+    code: string,
+  ): Promise<'ended' | 'open' | 'completed'> {
+    if (acknowledgedParts(session.state.ledger) > 0) return 'open';
+    const ended = await sessions
+      .end(session, { kind: 'failed', code }, log, lock)
+      .catch(() => undefined);
+    if (!ended) return 'open';
+    if (ended.kind === 'completed') return 'completed';
+    res.removeHeader('Location');
+    res.removeHeader('Upload-Expires');
+    res.locals.tusOffset = undefined;
+    return 'ended';
   }
 
   /**
