@@ -206,8 +206,8 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         'Send either Upload-Length or Upload-Defer-Length: 1.',
       );
     if (length === 0) throw new RelayError('empty_file', 'The file has no bytes.');
-    checkSize(length);
     const grant = uploadTokenOf(res);
+    checkSize(length, grant?.record.fields.maxFileSize);
     const rawMetadata = header(req, 'upload-metadata');
     const metadata = parseMetadata(rawMetadata, deps.metadataLimits);
     const asked: UploadTarget = uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
@@ -263,10 +263,17 @@ export function resumableRoutes(deps: ResumableDeps): Router {
     await write(req, res, session.id, 0, 201);
   };
 
-  function checkSize(length: number | undefined): void {
+  /** A declared length against UPLOAD_MAX_FILE_SIZE and the upload token's maxFileSize. */
+  function checkSize(length: number | undefined, tokenLimit: number | undefined): void {
+    if (length === undefined) return;
     const max = engine.settings.maxFileSize;
-    if (length !== undefined && max > 0 && length > max)
+    if (max > 0 && length > max)
       throw new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
+    if (tokenLimit && length > tokenLimit)
+      throw new RelayError(
+        'file_too_large',
+        `The file is larger than this upload token allows (${formatBytes(tokenLimit)}).`,
+      );
   }
 
   /** Waits for the request writing to the upload to stop (it is asked to), then the true offset. */
@@ -441,7 +448,8 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         'invalid_tus_header',
         `Upload-Length must be above ${last.from + last.size}: part ${highestPart(ledger)} was sent with more to come.`,
       );
-    checkSize(declared);
+    // Refused when declared, not once the bytes pass the limit.
+    checkSize(declared, session.maxFileSize);
     session.length = declared;
   }
 

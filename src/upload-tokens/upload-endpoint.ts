@@ -219,7 +219,6 @@ async function oneChunkLocked(c: Chunk): Promise<Video> {
   const { sessions } = deps;
   let session = await sessionFor(c);
   const plan = planOrRefuse(range, session?.progress ?? {});
-  if (c.limit > 0 && range.kind === 'bytes' && range.size > c.limit) throw tooLarge(c.limit);
   const startedHere = session === undefined;
   session ??= await startUpload(c);
   const lock = await sessions.locker.acquire(
@@ -504,6 +503,8 @@ function checkDeclaredLength(req: Request, range: ChunkRange, limit: number): vo
       'unsupported_media_type',
       'Send the chunk as multipart/form-data with one file field.',
     );
+  // The file's size as the range declares it: refused now, before a byte of the body is read.
+  if (limit > 0 && range.kind === 'bytes' && range.size > limit) throw tooLarge(limit);
   const declared =
     req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
   if (declared === undefined) return;
