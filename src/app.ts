@@ -130,6 +130,7 @@ export function createApp(deps: AppDeps): express.Express {
       ttlMs: config.resumable.sessionTtlMs,
       maxSessionsPerClient: config.resumable.maxSessionsPerClient,
       maxStoredBytes: config.resumable.maxStoredBytes,
+      maxStoredBytesPerClient: config.resumable.maxStoredBytesPerClient,
       metadataLimits: {
         maxEntries: config.limits.maxFields,
         maxValueBytes: config.limits.maxFieldSize,

@@ -45,6 +45,8 @@ export interface ResumableDeps extends GuardDeps {
   maxSessionsPerClient: number;
   /** Bytes all tails together may hold in the session store. */
   maxStoredBytes: number;
+  /** Bytes one principal's tails may hold in it. */
+  maxStoredBytesPerClient: number;
   metadataLimits: { maxEntries: number; maxValueBytes: number };
   /** How long a request waits for another request's lock on the same upload. */
   lockWaitMs?: number;
@@ -355,13 +357,8 @@ export function resumableRoutes(deps: ResumableDeps): Router {
               `Upload-Offset is ${offset}, but the upload is at ${offsetOf(session)}: ask with HEAD and resume from there.`,
             );
           declareLength(req, session, offset);
-          // Room left in the session store, all uploads together. A full store refuses nobody up
-          // front: bytes that go straight to api.video as parts need none, and what cannot be kept
-          // is simply not counted (the client sends it again), so one client filling the store
-          // cannot stop everyone else's uploads.
-          const room = Math.max(0, deps.maxStoredBytes - (await store.heldBytes()));
           continueIfExpected(req, res);
-          await transfer(req, res, session, lock, log, room, status);
+          await transfer(req, res, session, lock, log, status);
         },
       );
     } catch (err) {
@@ -377,7 +374,6 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       session: UploadSession,
       lock: UploadLock,
       log: Logger,
-      room: number,
       status: 201 | 204,
     ): Promise<void> {
       // Our own stream over the body: stopping it must not destroy the socket we answer on.
@@ -410,7 +406,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         }
         if (ended === 'ended') throw result.error;
       }
-      const dropped = await keepTail(session, result.tail, tailBefore, room);
+      const dropped = await keepTail(session, result.tail, tailBefore);
       durable(res, session);
       if (result.kind === 'paused' && dropped === 0) {
         describe(res, session);
@@ -482,18 +478,29 @@ export function resumableRoutes(deps: ResumableDeps): Router {
   }
 
   /**
-   * Saves what the engine says to keep, within the store's room; the record's offset then counts
-   * exactly the bytes kept. Returns how many bytes did not fit (the client sends them again).
+   * Saves what the engine says to keep, within the room left in the session store: for all uploads
+   * together (UPLOAD_SESSION_STORE_MAX_BYTES) and for this principal's (its share,
+   * UPLOAD_MAX_STORED_BYTES_PER_CLIENT). A full store refuses nobody up front: bytes that go
+   * straight to api.video as parts need none, and what cannot be kept is simply not counted (the
+   * client sends it again), so one client filling the store, or its share, cannot stop anyone
+   * else's uploads. The room is read now, after the transfer, so that uploads of one principal
+   * running side by side see each other's tails. The record's offset then counts exactly the
+   * bytes kept. Returns how many bytes did not fit.
    */
   async function keepTail(
     session: UploadSession,
     tail: TailChange,
     tailBefore: number,
-    room: number,
   ): Promise<number> {
+    const [all, mine] = await Promise.all([store.heldBytes(), store.heldBytes(session.owner)]);
+    const room = Math.max(
+      0,
+      Math.min(deps.maxStoredBytes - all, deps.maxStoredBytesPerClient - mine),
+    );
+    // What the store counts of this upload now (its last save), plus the room beside it.
     const current = session.tailBytes;
     const wanted = tail.kind === 'append' ? tailBefore + tail.bytes : tail.bytes;
-    const fits = Math.min(wanted, Math.max(current, tailBefore) + room);
+    const fits = Math.min(wanted, current + room);
     const dropped = wanted - fits;
     const keep = tail.bytes - dropped;
     const chunks = truncateChunks(tail.chunks, keep);
@@ -573,7 +580,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
 function storeFull(): RelayError {
   return new RelayError(
     'session_store_full',
-    'The relay holds as many resumable bytes as it may: what did not fit is not counted; send it again shortly.',
+    'The relay holds as many resumable bytes as it may, for all clients or for you: what did not fit is not counted; send it again shortly.',
     { headers: { 'Retry-After': '30' } },
   );
 }
