@@ -120,16 +120,17 @@ export function createApp(deps: AppDeps): express.Express {
       sessions,
       observer: deps.observer,
       logger,
-      // tus creation starts an upload (and counts the token's use); every later request continues it.
+      // tus creation may start an upload (the route counts the use); every later request continues it.
       authenticate: withUploadTokens(
         uploadTokens,
-        (req) => (req.method === 'POST' ? 'start-now' : 'continue'),
+        (req) => (req.method === 'POST' ? 'start' : 'continue'),
         authenticate,
       ),
       admit,
       ttlMs: config.resumable.sessionTtlMs,
       maxSessionsPerClient: config.resumable.maxSessionsPerClient,
       maxStoredBytes: config.resumable.maxStoredBytes,
+      maxStoredBytesPerClient: config.resumable.maxStoredBytesPerClient,
       metadataLimits: {
         maxEntries: config.limits.maxFields,
         maxValueBytes: config.limits.maxFieldSize,

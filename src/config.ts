@@ -88,6 +88,8 @@ export interface Config {
     maxSessionsPerClient: number;
     /** Bytes the session store may hold in tails, all uploads together. */
     maxStoredBytes: number;
+    /** Bytes one principal's tails may hold of it: its share. */
+    maxStoredBytesPerClient: number;
   };
   network: {
     httpProxy: string | undefined;
@@ -371,6 +373,7 @@ export function loadConfig(
       sessionTtlMs: r.duration('UPLOAD_SESSION_TTL', 24 * 3600 * 1000),
       maxSessionsPerClient: r.int('UPLOAD_MAX_SESSIONS_PER_CLIENT', 20, 1, 100_000),
       maxStoredBytes: r.size('UPLOAD_SESSION_STORE_MAX_BYTES', 1024 * MiB, 5 * MiB, 2 ** 50),
+      maxStoredBytesPerClient: 0, // below, once UPLOAD_PART_SIZE is known
     },
     network: {
       httpProxy: r.either('HTTP_PROXY'),
@@ -390,8 +393,24 @@ export function loadConfig(
     5 * MiB,
     Number.MAX_SAFE_INTEGER,
   );
+  config.resumable.maxStoredBytesPerClient = storedBytesPerClient(
+    r,
+    config.resumable.maxStoredBytes,
+    config.upload.partSize,
+  );
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+/**
+ * UPLOAD_MAX_STORED_BYTES_PER_CLIENT, or its default: an eighth of the store, so that it
+ * takes eight principals filling their shares to fill it (and one alone never can), but never
+ * less than one part of UPLOAD_PART_SIZE, so that one upload sent in PATCHes smaller than a part
+ * can always gather a whole part. Never more than the store itself.
+ */
+function storedBytesPerClient(r: Reader, total: number, partSize: number): number {
+  const fallback = Math.min(total, Math.max(Math.floor(total / 8), partSize));
+  return Math.min(total, r.size('UPLOAD_MAX_STORED_BYTES_PER_CLIENT', fallback, 5 * MiB, 2 ** 50));
 }
 
 /**

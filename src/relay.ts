@@ -29,6 +29,7 @@ import { RedisUploadTokenStore } from './upload-tokens/redis-store';
 import { MemoryUploadTokenStore } from './upload-tokens/store';
 import { UploadTokens } from './upload-tokens/tokens';
 import { tracing } from './tracing/spans';
+import { TokenUseSettlement } from './upload-tokens/use-settlement';
 import { createWebhooks, type Webhooks } from './webhooks';
 import type { WebhookSink } from './webhooks/sink';
 
@@ -137,6 +138,7 @@ export function createRelay(parts: RelayParts): Relay {
     observer,
     sinks: [
       new OutcomeRecorder(metrics, logger),
+      new TokenUseSettlement(uploadTokens, logger),
       ...(webhooks ? [webhooks.sink] : []),
       // How the upload ended, on the span of the request that ended it (when traces are on).
       ...(tracing() ? [tracing()!.outcomes] : []),

@@ -6,7 +6,7 @@ import { RelayError, isRelayError } from '../errors';
 import type { Lifecycle } from '../lifecycle';
 import type { RelayMetrics } from '../metrics';
 import { abortable } from '../upload/abortable';
-import { ClientGone, freshState } from '../upload/contract';
+import { ClientGone, freshState, type UploadIdentity } from '../upload/contract';
 import type { UploadEngine } from '../upload/engine';
 import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
 import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
@@ -45,7 +45,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
     const principal = principalOf(res).id;
     const log = req.log.child({ principal });
     const guard = guardUploadRequest(res, deps);
-    const identity = {
+    let identity: UploadIdentity = {
       uploadId: idOf(req),
       route: 'videos' as const,
       principal,
@@ -61,7 +61,10 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         openIntake(req, res, deps, engine.settings.maxFileSize),
         guard.signal,
       );
-      intake.target = await applyUploadToken(res, intake.target);
+      const token = await applyUploadToken(res, intake.target);
+      intake.target = token.target;
+      // The engine ends the upload however it fails, and its ending gives the use back.
+      if (token.tokenUse) identity = { ...identity, tokenUse: token.tokenUse };
       handed = true;
       const video = await engine.relay({
         identity,

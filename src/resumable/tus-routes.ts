@@ -14,7 +14,7 @@ import { continueIfExpected } from '../http/linger';
 import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
 import { ClientGone, freshState, type TailChange, type UploadObserver } from '../upload/contract';
 import type { UploadEngine } from '../upload/engine';
-import { highestPart } from '../upload/ledger';
+import { acknowledgedParts, highestPart } from '../upload/ledger';
 import { bodyStream } from '../upload/stream-buffers';
 import { truncateChunks } from '../upload/transfer';
 import { uploadTarget, type FieldValues, type UploadTarget } from '../upload/video-fields';
@@ -45,6 +45,8 @@ export interface ResumableDeps extends GuardDeps {
   maxSessionsPerClient: number;
   /** Bytes all tails together may hold in the session store. */
   maxStoredBytes: number;
+  /** Bytes one principal's tails may hold in it. */
+  maxStoredBytesPerClient: number;
   metadataLimits: { maxEntries: number; maxValueBytes: number };
   /** How long a request waits for another request's lock on the same upload. */
   lockWaitMs?: number;
@@ -206,13 +208,15 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         'Send either Upload-Length or Upload-Defer-Length: 1.',
       );
     if (length === 0) throw new RelayError('empty_file', 'The file has no bytes.');
-    checkSize(length);
+    const grant = uploadTokenOf(res);
+    checkSize(length, grant?.record.fields.maxFileSize);
     const rawMetadata = header(req, 'upload-metadata');
     const metadata = parseMetadata(rawMetadata, deps.metadataLimits);
     const asked: UploadTarget = uploadTarget(fieldsOf(metadata), metadata.filename ?? undefined);
-    // An upload token's fields win over the client's metadata (its use was counted at auth).
-    const grant = uploadTokenOf(res);
+    // An upload token's fields win over the client's metadata.
     const target = grant ? bindTokenFields(asked, grant.record) : asked;
+    // Everything the request says has been checked: the upload starts, and counts the token's use.
+    const tokenUse = await grant?.consume();
     const now = Date.now();
     const session: UploadSession = {
       v: SESSION_VERSION,
@@ -229,8 +233,18 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       createdAt: now,
       expiresAt: sessions.nextExpiry(),
       ...(grant ? { uploadTokenId: grant.id, maxFileSize: grant.record.fields.maxFileSize } : {}),
+      ...(tokenUse ? { tokenUse } : {}),
     };
-    if (!(await store.create(session, deps.maxSessionsPerClient))) {
+    // Not stored, not begun: the use goes straight back.
+    let created: boolean;
+    try {
+      created = await store.create(session, deps.maxSessionsPerClient);
+    } catch (err) {
+      await grant?.refund();
+      throw err;
+    }
+    if (!created) {
+      await grant?.refund();
       throw new RelayError(
         'too_many_sessions',
         `You have ${deps.maxSessionsPerClient} unfinished resumable uploads; finish or terminate one first.`,
@@ -251,10 +265,17 @@ export function resumableRoutes(deps: ResumableDeps): Router {
     await write(req, res, session.id, 0, 201);
   };
 
-  function checkSize(length: number | undefined): void {
+  /** A declared length against UPLOAD_MAX_FILE_SIZE and the upload token's maxFileSize. */
+  function checkSize(length: number | undefined, tokenLimit: number | undefined): void {
+    if (length === undefined) return;
     const max = engine.settings.maxFileSize;
-    if (length !== undefined && max > 0 && length > max)
+    if (max > 0 && length > max)
       throw new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
+    if (tokenLimit && length > tokenLimit)
+      throw new RelayError(
+        'file_too_large',
+        `The file is larger than this upload token allows (${formatBytes(tokenLimit)}).`,
+      );
   }
 
   /** Waits for the request writing to the upload to stop (it is asked to), then the true offset. */
@@ -336,13 +357,8 @@ export function resumableRoutes(deps: ResumableDeps): Router {
               `Upload-Offset is ${offset}, but the upload is at ${offsetOf(session)}: ask with HEAD and resume from there.`,
             );
           declareLength(req, session, offset);
-          // Room left in the session store, all uploads together. A full store refuses nobody up
-          // front: bytes that go straight to api.video as parts need none, and what cannot be kept
-          // is simply not counted (the client sends it again), so one client filling the store
-          // cannot stop everyone else's uploads.
-          const room = Math.max(0, deps.maxStoredBytes - (await store.heldBytes()));
           continueIfExpected(req, res);
-          await transfer(req, res, session, lock, log, room, status);
+          await transfer(req, res, session, lock, log, status);
         },
       );
     } catch (err) {
@@ -358,7 +374,6 @@ export function resumableRoutes(deps: ResumableDeps): Router {
       session: UploadSession,
       lock: UploadLock,
       log: Logger,
-      room: number,
       status: 201 | 204,
     ): Promise<void> {
       // Our own stream over the body: stopping it must not destroy the socket we answer on.
@@ -383,7 +398,15 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         return void res.status(status).end();
       }
       if (lock.lost.aborted) throw lock.lost.reason;
-      const dropped = await keepTail(session, result.tail, tailBefore, room);
+      if (status === 201 && result.kind === 'interrupted') {
+        const ended = await endFailedCreation(res, session, lock, log, result.error.code);
+        if (ended === 'completed') {
+          describe(res, session);
+          return void res.status(status).end();
+        }
+        if (ended === 'ended') throw result.error;
+      }
+      const dropped = await keepTail(session, result.tail, tailBefore);
       durable(res, session);
       if (result.kind === 'paused' && dropped === 0) {
         describe(res, session);
@@ -421,23 +444,63 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         'invalid_tus_header',
         `Upload-Length must be above ${last.from + last.size}: part ${highestPart(ledger)} was sent with more to come.`,
       );
-    checkSize(declared);
+    // Refused when declared, not once the bytes pass the limit.
+    checkSize(declared, session.maxFileSize);
     session.length = declared;
   }
 
   /**
-   * Saves what the engine says to keep, within the store's room; the record's offset then counts
-   * exactly the bytes kept. Returns how many bytes did not fit (the client sends them again).
+   * A creation whose request failed before api.video acknowledged any part ends its upload (its
+   * container deleted, its token's use given back): a client told its creation failed starts
+   * over with a new one (tus-js-client does) rather than resume this one, which would otherwise
+   * hold a session, its bytes and a token's use until it expired. `ended`: the answer then names
+   * no upload; `open`: it goes on (a part is at api.video, or api.video could not say whether the
+   * last one landed), and the client may resume it from the answer's Location; `completed`: the
+   * last part landed after all.
+   */
+  async function endFailedCreation(
+    res: Response,
+    session: UploadSession,
+    lock: UploadLock,
+    log: Logger,
+    code: string,
+  ): Promise<'ended' | 'open' | 'completed'> {
+    if (acknowledgedParts(session.state.ledger) > 0) return 'open';
+    const ended = await sessions
+      .end(session, { kind: 'failed', code }, log, lock)
+      .catch(() => undefined);
+    if (!ended) return 'open';
+    if (ended.kind === 'completed') return 'completed';
+    res.removeHeader('Location');
+    res.removeHeader('Upload-Expires');
+    res.locals.tusOffset = undefined;
+    return 'ended';
+  }
+
+  /**
+   * Saves what the engine says to keep, within the room left in the session store: for all uploads
+   * together (UPLOAD_SESSION_STORE_MAX_BYTES) and for this principal's (its share,
+   * UPLOAD_MAX_STORED_BYTES_PER_CLIENT). A full store refuses nobody up front: bytes that go
+   * straight to api.video as parts need none, and what cannot be kept is simply not counted (the
+   * client sends it again), so one client filling the store, or its share, cannot stop anyone
+   * else's uploads. The room is read now, after the transfer, so that uploads of one principal
+   * running side by side see each other's tails. The record's offset then counts exactly the
+   * bytes kept. Returns how many bytes did not fit.
    */
   async function keepTail(
     session: UploadSession,
     tail: TailChange,
     tailBefore: number,
-    room: number,
   ): Promise<number> {
+    const [all, mine] = await Promise.all([store.heldBytes(), store.heldBytes(session.owner)]);
+    const room = Math.max(
+      0,
+      Math.min(deps.maxStoredBytes - all, deps.maxStoredBytesPerClient - mine),
+    );
+    // What the store counts of this upload now (its last save), plus the room beside it.
     const current = session.tailBytes;
     const wanted = tail.kind === 'append' ? tailBefore + tail.bytes : tail.bytes;
-    const fits = Math.min(wanted, Math.max(current, tailBefore) + room);
+    const fits = Math.min(wanted, current + room);
     const dropped = wanted - fits;
     const keep = tail.bytes - dropped;
     const chunks = truncateChunks(tail.chunks, keep);
@@ -517,7 +580,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
 function storeFull(): RelayError {
   return new RelayError(
     'session_store_full',
-    'The relay holds as many resumable bytes as it may: what did not fit is not counted; send it again shortly.',
+    'The relay holds as many resumable bytes as it may, for all clients or for you: what did not fit is not counted; send it again shortly.',
     { headers: { 'Retry-After': '30' } },
   );
 }

@@ -33,6 +33,7 @@ export class UploadSessions {
       principal: session.owner,
       startedAt: session.createdAt,
       ...(session.uploadTokenId ? { uploadTokenId: session.uploadTokenId } : {}),
+      ...(session.tokenUse ? { tokenUse: session.tokenUse } : {}),
     };
   }
 

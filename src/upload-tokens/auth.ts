@@ -7,10 +7,12 @@ import { looksLikeUploadToken } from './token';
 import type { UploadTokens } from './tokens';
 
 export type TokenUse =
-  /** Checks the token; the route counts the use when the upload starts (grant.consume()). */
+  /**
+   * A request that may start an upload: the token must be active. Nothing is counted here; the
+   * route counts the use (grant.consume()) once the request has passed every check and the upload
+   * begins, so a refusal before that (admission, a bad field, a limit) costs nothing.
+   */
   | 'start'
-  /** Checks and counts the use now: the request itself starts the upload (tus creation). */
-  | 'start-now'
   /** A request inside an upload already started: the token must exist and not be revoked. */
   | 'continue';
 
@@ -29,13 +31,9 @@ export function uploadTokenAuth(
     if (!bearer || !looksLikeUploadToken(bearer)) return next();
     try {
       const use = useOf(req);
-      const { hash, record } = await tokens.check(
-        bearer,
-        use === 'continue' ? 'continue' : 'start',
-      );
-      if (use !== 'continue') refuseDeclaredOverLimit(req, record.fields.maxFileSize);
+      const { hash, record } = await tokens.check(bearer, use);
+      if (use === 'start') refuseDeclaredOverLimit(req, record.fields.maxFileSize);
       const grant = uploadGrant(tokens, hash, record);
-      if (use === 'start-now') await grant.consume();
       res.locals.principal = {
         id: record.principal,
         kind: record.principalKind,

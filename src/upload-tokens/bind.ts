@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { RelayError } from '../errors';
 import type { UploadTarget } from '../upload/video-fields';
 import type { UploadTokenFields } from './fields';
@@ -40,11 +41,18 @@ export interface UploadTokenGrant {
   record: UploadTokenRecord;
   /**
    * Counts the upload against `maxUses`, atomically across replicas. Call it when the upload
-   * starts (the target is known, before the container is created); later calls in the same
-   * request do nothing. Throws the 401 `upload_token_used_up` (…) if another request took the
+   * starts (everything the request says has been checked, and the route is about to begin the
+   * upload); later calls in the same request do nothing. Resolves with the use's key, which the
+   * upload carries (`UploadIdentity.tokenUse`) so that its ending gives the use back
+   * (TokenUseSettlement). Throws the 401 `upload_token_used_up` (…) if another request took the
    * last use meanwhile.
    */
-  consume(): Promise<void>;
+  consume(): Promise<string>;
+  /**
+   * Gives back the use this request counted, for an upload that could not begin after all (its
+   * session could not be stored). Never throws: the refusal it follows is what the client hears.
+   */
+  refund(): Promise<void>;
 }
 
 export function uploadGrant(
@@ -52,14 +60,22 @@ export function uploadGrant(
   hash: string,
   record: UploadTokenRecord,
 ): UploadTokenGrant {
-  let consumed: Promise<void> | undefined;
+  // Of the relay's own making, never a client's request id: a client choosing it could otherwise
+  // make two uploads share one use.
+  const use = randomBytes(12).toString('base64url');
+  let consumed: Promise<string> | undefined;
   const grant: UploadTokenGrant = {
     id: record.id,
     record,
     consume: () =>
-      (consumed ??= tokens.consume(hash).then((updated) => {
+      (consumed ??= tokens.consume(hash, use).then((updated) => {
         grant.record = updated;
+        return use;
       })),
+    refund: async () => {
+      if (!consumed) return;
+      await consumed.then(() => tokens.store.refund(hash, use)).catch(() => undefined);
+    },
   };
   return grant;
 }
@@ -70,14 +86,16 @@ export function uploadTokenOf(res: {
   return res.locals.uploadToken as UploadTokenGrant | undefined;
 }
 
-/** For routes that read the target themselves: counts the use, then binds the token's fields. */
+/**
+ * For routes that read the target themselves: binds the token's fields, then counts the use
+ * (`tokenUse`: its key, for the upload's identity).
+ */
 export async function applyUploadToken(
   res: { locals: Record<string, unknown> },
   target: UploadTarget,
-): Promise<UploadTarget> {
+): Promise<{ target: UploadTarget; tokenUse?: string }> {
   const grant = uploadTokenOf(res);
-  if (!grant) return target;
+  if (!grant) return { target };
   const bound = bindTokenFields(target, grant.record);
-  await grant.consume();
-  return bound;
+  return { target: bound, tokenUse: await grant.consume() };
 }

@@ -9,7 +9,8 @@ import {
 
 /**
  * One Lua script decides and counts a use, so two replicas racing for a token's last use cannot
- * both win: Redis runs a script alone. Returns the state found and the record.
+ * both win: Redis runs a script alone. The use is held under its own field of the token's hash
+ * (ARGV[2]), so it expires with the token. Returns the state found and the record.
  */
 const CONSUME = `
 local v = redis.call('HMGET', KEYS[1], 'record', 'expiresAt', 'maxUses', 'uses', 'revoked')
@@ -19,11 +20,23 @@ if v[5] == '1' then state = 'revoked'
 elseif tonumber(ARGV[1]) >= tonumber(v[2]) then state = 'expired'
 elseif tonumber(v[4]) >= tonumber(v[3]) then state = 'used_up' end
 local uses = tonumber(v[4])
-if state == 'active' then uses = redis.call('HINCRBY', KEYS[1], 'uses', 1) end
+if state == 'active' then
+  uses = redis.call('HINCRBY', KEYS[1], 'uses', 1)
+  redis.call('HSET', KEYS[1], ARGV[2], '1')
+end
 return {state, v[1], tostring(uses), v[5]}
 `;
 
-type Consume = (key: string, now: string) => Promise<string[]>;
+/** A use comes back only while its field is there, and the field goes with it: at most once. */
+const REFUND = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'uses') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'uses', -1)
+end
+return 1
+`;
+
+type Consume = (key: string, now: string, use: string) => Promise<string[]>;
 
 /**
  * Tokens in Redis: a hash per token under `{prefix}t:{sha256}` with the immutable record as JSON
@@ -74,10 +87,11 @@ export class RedisUploadTokenStore implements UploadTokenStore {
     return (await this.redis.get(this.idKey(id))) ?? undefined;
   }
 
-  async consume(hash: string, now: number): Promise<ConsumeResult> {
+  async consume(hash: string, now: number, use: string): Promise<ConsumeResult> {
     const [state, record, uses, revoked] = await this.consumeScript(
       this.tokenKey(hash),
       String(now),
+      useField(use),
     );
     if (state === 'unknown' || !record) return { state: 'unknown' };
     return { state, record: toRecord(record, uses, revoked) } as ConsumeResult;
@@ -93,12 +107,12 @@ export class RedisUploadTokenStore implements UploadTokenStore {
     );
   }
 
-  async refund(hash: string): Promise<void> {
-    await this.redis.eval(
-      "if tonumber(redis.call('HGET', KEYS[1], 'uses') or '0') > 0 then redis.call('HINCRBY', KEYS[1], 'uses', -1) end",
-      1,
-      this.tokenKey(hash),
-    );
+  async refund(hash: string, use: string): Promise<boolean> {
+    return (await this.redis.eval(REFUND, 1, this.tokenKey(hash), useField(use))) === 1;
+  }
+
+  async keep(hash: string, use: string): Promise<void> {
+    await this.redis.hdel(this.tokenKey(hash), useField(use));
   }
 
   async saveUpload(hash: string, upload: TokenUploadRef): Promise<void> {
@@ -143,6 +157,9 @@ export class RedisUploadTokenStore implements UploadTokenStore {
     return `${this.prefix}id:${id}`;
   }
 }
+
+/** A use's field in the token's hash: beside `record`, `uses` and the rest, never one of them. */
+const useField = (use: string) => `use:${use}`;
 
 function toRecord(
   json: string,

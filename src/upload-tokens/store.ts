@@ -51,11 +51,19 @@ export interface UploadTokenStore {
   get(hash: string): Promise<UploadTokenRecord | undefined>;
   /** The hash a public id stands for, while the token is kept. */
   hashOfId(id: string): Promise<string | undefined>;
-  /** Atomically: counts one use if the token is active at `now`, and says what it found. */
-  consume(hash: string, now: number): Promise<ConsumeResult>;
+  /**
+   * Atomically: counts one use if the token is active at `now`, held under `use` (a key of the
+   * relay's own making, one per upload), and says what it found.
+   */
+  consume(hash: string, now: number, use: string): Promise<ConsumeResult>;
   revoke(hash: string): Promise<void>;
-  /** Gives back a use counted for an upload that failed before any part was acknowledged. */
-  refund(hash: string): Promise<void>;
+  /**
+   * Gives back the use held under `use` (its upload ended without a video). True when it did: a
+   * use comes back once, however often its upload's ending is reported, and never after `keep`.
+   */
+  refund(hash: string, use: string): Promise<boolean>;
+  /** The upload held under `use` completed: its use stays spent and can no longer come back. */
+  keep(hash: string, use: string): Promise<void>;
   /** Records an upload of the token (under its video, once known); it becomes the token's latest. */
   saveUpload(hash: string, upload: TokenUploadRef): Promise<void>;
   /** One of the token's uploads by its video, or (no id) its latest. */
@@ -72,6 +80,8 @@ export class MemoryUploadTokenStore implements UploadTokenStore {
   private readonly tokens = new Map<string, UploadTokenRecord>();
   private readonly ids = new Map<string, string>();
   private readonly uploads = new Map<string, TokenUploads>();
+  /** Per token: the uses counted for uploads that have not ended yet. */
+  private readonly held = new Map<string, Set<string>>();
   private lastPrune = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -92,11 +102,16 @@ export class MemoryUploadTokenStore implements UploadTokenStore {
     return hash !== undefined && this.live(hash) ? hash : undefined;
   }
 
-  async consume(hash: string, now: number): Promise<ConsumeResult> {
+  async consume(hash: string, now: number, use: string): Promise<ConsumeResult> {
     const record = this.live(hash);
     if (!record) return { state: 'unknown' };
     const state = stateOf(record, now);
-    if (state === 'active') record.uses += 1;
+    if (state === 'active') {
+      record.uses += 1;
+      const held = this.held.get(hash) ?? new Set<string>();
+      held.add(use);
+      this.held.set(hash, held);
+    }
     return { state, record: structuredClone(record) };
   }
 
@@ -105,9 +120,15 @@ export class MemoryUploadTokenStore implements UploadTokenStore {
     if (record) record.revoked = true;
   }
 
-  async refund(hash: string): Promise<void> {
+  async refund(hash: string, use: string): Promise<boolean> {
     const record = this.live(hash);
-    if (record && record.uses > 0) record.uses -= 1;
+    if (!record || !this.held.get(hash)?.delete(use)) return false;
+    if (record.uses > 0) record.uses -= 1;
+    return true;
+  }
+
+  async keep(hash: string, use: string): Promise<void> {
+    this.held.get(hash)?.delete(use);
   }
 
   async saveUpload(hash: string, upload: TokenUploadRef): Promise<void> {
@@ -132,6 +153,7 @@ export class MemoryUploadTokenStore implements UploadTokenStore {
     if (record && this.now() >= record.expiresAt + RETAIN_AFTER_EXPIRY_MS) {
       this.tokens.delete(hash);
       this.uploads.delete(hash);
+      this.held.delete(hash);
       this.ids.delete(record.id);
       return undefined;
     }

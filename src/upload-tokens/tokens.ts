@@ -95,9 +95,12 @@ export class UploadTokens {
     return { hash, record };
   }
 
-  /** Counts one use, atomically across replicas; refuses when another request took the last one. */
-  async consume(hash: string): Promise<UploadTokenRecord> {
-    const result = await this.store.consume(hash, this.now());
+  /**
+   * Counts one use, atomically across replicas, held under `use` until its upload ends; refuses
+   * when another request took the last one.
+   */
+  async consume(hash: string, use: string): Promise<UploadTokenRecord> {
+    const result = await this.store.consume(hash, this.now(), use);
     if (result.state !== 'active') throw tokenRefusal(result.state);
     return result.record;
   }

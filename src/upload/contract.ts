@@ -35,6 +35,11 @@ export interface UploadIdentity {
   route: UploadRoute;
   principal: string;
   uploadTokenId?: string;
+  /**
+   * The key under which this upload counted its upload token's use (UploadTokenGrant.consume):
+   * its ending gives that use back, unless it completed. Absent when no use was counted.
+   */
+  tokenUse?: string;
   /** When the upload began (epoch ms): a resumable upload's creation, not this request. */
   startedAt: number;
 }

@@ -430,6 +430,7 @@ export class UploadEngine {
       route: identity.route,
       principal: identity.principal,
       ...(identity.uploadTokenId ? { uploadTokenId: identity.uploadTokenId } : {}),
+      ...(identity.tokenUse ? { tokenUse: identity.tokenUse } : {}),
       ...(state.videoId ? { videoId: state.videoId } : {}),
       ...(payload ? { title: payload.title } : {}),
       ...(payload?.metadata ? { metadata: payload.metadata } : {}),

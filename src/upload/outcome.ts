@@ -5,6 +5,7 @@ interface OutcomeBase {
   route: UploadRoute;
   principal: string; // who uploaded (for an upload token: the minting principal)
   uploadTokenId?: string; // the upload token's public id, when one was used
+  tokenUse?: string; // the key of the token use this upload counted (relay-internal, never sent)
   videoId?: string; // undefined when no container existed
   title?: string; // as sent to api.video when the relay created the container
   metadata?: Array<{ key: string; value: string }>; // as sent to api.video

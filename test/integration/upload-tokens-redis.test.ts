@@ -87,7 +87,7 @@ test('replicas racing for the uses of one token: exactly maxUses win', async () 
   );
   const hash = (await tokens.find(token))!.hash;
   const results = await Promise.all(
-    Array.from({ length: 30 }, (_, i) => stores[i % 3]!.consume(hash, Date.now())),
+    Array.from({ length: 30 }, (_, i) => stores[i % 3]!.consume(hash, Date.now(), `use-${i}`)),
   );
   expect(results.filter((r) => r.state === 'active')).toHaveLength(3);
   expect(results.filter((r) => r.state === 'used_up')).toHaveLength(27);
@@ -111,7 +111,9 @@ test('the store decides expiry on the clock it is given, and revocation outranks
     code: 'upload_token_expired',
   });
   const { hash } = await tokens.check(token, 'continue');
-  await expect(tokens.consume(hash)).rejects.toMatchObject({ code: 'upload_token_expired' });
+  await expect(tokens.consume(hash, 'late')).rejects.toMatchObject({
+    code: 'upload_token_expired',
+  });
   await tokens.revoke(hash);
   await expect(tokens.check(token, 'continue')).rejects.toMatchObject({
     code: 'upload_token_revoked',

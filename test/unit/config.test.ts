@@ -180,3 +180,16 @@ test('RELAY_DEMO_PAGE: on outside production, off in production, either way on r
   expect(loadConfig({ ...production, RELAY_DEMO_PAGE: 'true' }).demoPage).toBe(true);
   expect(loadConfig({ ...KEY, RELAY_DEMO_PAGE: 'false' }).demoPage).toBe(false);
 });
+
+test('UPLOAD_MAX_STORED_BYTES_PER_CLIENT: an eighth of the store, at least a part, never more than the store', () => {
+  const share = (env: Record<string, string>) =>
+    loadConfig({ ...KEY, ...env }).resumable.maxStoredBytesPerClient;
+  expect(share({})).toBe(128 * MiB);
+  expect(share({ UPLOAD_SESSION_STORE_MAX_BYTES: '64MiB' })).toBe(16 * MiB);
+  expect(share({ UPLOAD_SESSION_STORE_MAX_BYTES: '8MiB' })).toBe(8 * MiB);
+  expect(share({ UPLOAD_MAX_STORED_BYTES_PER_CLIENT: '300MiB' })).toBe(300 * MiB);
+  expect(share({ UPLOAD_MAX_STORED_BYTES_PER_CLIENT: '2GiB' })).toBe(1024 * MiB);
+  expect(problemsOf({ ...KEY, UPLOAD_MAX_STORED_BYTES_PER_CLIENT: '1MiB' })).toEqual([
+    expect.stringMatching(/^UPLOAD_MAX_STORED_BYTES_PER_CLIENT: expected a size/),
+  ]);
+});
