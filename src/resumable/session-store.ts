@@ -41,6 +41,8 @@ export interface UploadSession {
   expiresAt: number;
   /** The upload token that started it: only that token (or its minter's credentials) reach it. */
   uploadTokenId?: string;
+  /** The key of the token use it counted: given back when it ends without a video. */
+  tokenUse?: string;
   /** A smaller limit than UPLOAD_MAX_FILE_SIZE, from the upload token. */
   maxFileSize?: number;
   /** A chunked upload: what its chunks declared so far. */
@@ -80,8 +82,8 @@ export interface SessionStore {
   unindex(id: string): Promise<void>;
   /** Moves an id's turn in the expiry index (a sweep that could not end it tries again then). */
   reschedule(id: string, at: number): Promise<void>;
-  /** Bytes held in tails, all sessions together. */
-  heldBytes(): Promise<number>;
+  /** Bytes held in tails: all sessions together, or (`owner`) that principal's. */
+  heldBytes(owner?: string): Promise<number>;
   isReady(): boolean;
   close(): Promise<void>;
 }
@@ -172,8 +174,11 @@ export class MemorySessionStore implements SessionStore {
   /** The expiry index: kept apart from the records, as in Redis, so it can outlive them. */
   private readonly expiries = new Map<string, number>();
   private held = 0;
+  /** Per owner, the bytes its tails hold; an owner holding none has no entry. */
+  private readonly heldBy = new Map<string, number>();
 
   async create(session: UploadSession, maxOpen?: number): Promise<boolean> {
+    if (this.records.has(session.id)) return false;
     if (maxOpen !== undefined) {
       let open = 0;
       for (const json of this.records.values()) {
@@ -210,7 +215,7 @@ export class MemorySessionStore implements SessionStore {
         session.id,
         tail.chunks.map((c) => Buffer.from(c)),
       );
-    this.held += session.tailBytes - tailBytesBefore;
+    this.hold(session.owner, session.tailBytes - tailBytesBefore);
   }
 
   async remove(session: UploadSession): Promise<void> {
@@ -218,7 +223,14 @@ export class MemorySessionStore implements SessionStore {
     this.records.delete(session.id);
     this.tails.delete(session.id);
     this.expiries.delete(session.id);
-    if (stored) this.held -= stored.tailBytes;
+    if (stored) this.hold(stored.owner, -stored.tailBytes);
+  }
+
+  private hold(owner: string, delta: number): void {
+    this.held += delta;
+    const mine = (this.heldBy.get(owner) ?? 0) + delta;
+    if (mine > 0) this.heldBy.set(owner, mine);
+    else this.heldBy.delete(owner);
   }
 
   async expired(now: number, limit: number, skip = 0): Promise<string[]> {
@@ -237,8 +249,8 @@ export class MemorySessionStore implements SessionStore {
     if (this.expiries.has(id)) this.expiries.set(id, at);
   }
 
-  async heldBytes(): Promise<number> {
-    return this.held;
+  async heldBytes(owner?: string): Promise<number> {
+    return owner === undefined ? this.held : (this.heldBy.get(owner) ?? 0);
   }
 
   isReady(): boolean {
@@ -255,14 +267,22 @@ const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
 // creations cannot go past the cap together. ARGV[1] = -1: not counted against the owner.
 const CREATE = `
 local cap = tonumber(ARGV[1])
+if cap >= 0 and redis.call('scard', KEYS[1]) >= cap then return 0 end
+-- Never over an existing record: an id names one upload for ever.
+if not redis.call('set', KEYS[2], ARGV[3], 'PX', ARGV[5], 'NX') then return 0 end
 if cap >= 0 then
-  if redis.call('scard', KEYS[1]) >= cap then return 0 end
   redis.call('sadd', KEYS[1], ARGV[2])
   redis.call('pexpire', KEYS[1], ARGV[5])
 end
-redis.call('set', KEYS[2], ARGV[3], 'PX', ARGV[5])
 redis.call('zadd', KEYS[3], ARGV[4], ARGV[2])
 return 1`;
+
+// An owner's tail bytes move by ARGV[1]; a count back at zero leaves no key behind (principals
+// come and go, their counts should not pile up).
+const OWNER_HELD = `
+local n = redis.call('incrby', KEYS[1], ARGV[1])
+if n <= 0 then redis.call('del', KEYS[1]) end
+return n`;
 
 // A new turn only for an id still in the index (a removed one is not put back).
 const RESCHEDULE = `if redis.call('zscore', KEYS[1], ARGV[1]) then redis.call('zadd', KEYS[1], ARGV[2], ARGV[1]) end`;
@@ -270,7 +290,8 @@ const RESCHEDULE = `if redis.call('zscore', KEYS[1], ARGV[1]) then redis.call('z
 /**
  * Sessions in Redis. Per upload: the record (JSON, small) and the tail (a string that grows by
  * APPEND); beside them, a sorted set of expiries, a set of open tus uploads per owner (by a hash
- * of the principal, never the principal itself), and the total of bytes held in tails.
+ * of the principal, never the principal itself), and the bytes held in tails: in total, and per
+ * owner (under the same hash). Both counts change in the transaction that changes a tail.
  */
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis';
@@ -291,6 +312,7 @@ export class RedisSessionStore implements SessionStore {
   private get heldKey() {
     return `${this.prefix}uploads:tail-bytes`;
   }
+  private ownerHeldKey = (owner: string) => `${this.ownerKey(owner)}:tail-bytes`;
 
   async create(session: UploadSession, maxOpen?: number): Promise<boolean> {
     const keep = keepMs(session);
@@ -333,7 +355,8 @@ export class RedisSessionStore implements SessionStore {
       tx.append(tailKey, concat(tail.chunks)).pexpire(tailKey, keep);
     }
     const delta = session.tailBytes - tailBytesBefore;
-    if (delta !== 0) tx.incrby(this.heldKey, delta);
+    if (delta !== 0)
+      tx.incrby(this.heldKey, delta).eval(OWNER_HELD, 1, this.ownerHeldKey(session.owner), delta);
     if (session.completed) tx.srem(this.ownerKey(session.owner), session.id);
     await this.guard(() => tx.exec().then(failOnError));
   }
@@ -345,7 +368,13 @@ export class RedisSessionStore implements SessionStore {
       .del(this.recordKey(session.id), this.tailKey(session.id))
       .zrem(this.expiryKey, session.id)
       .srem(this.ownerKey(session.owner), session.id);
-    if (stored && stored.tailBytes > 0) tx.decrby(this.heldKey, stored.tailBytes);
+    if (stored && stored.tailBytes > 0)
+      tx.decrby(this.heldKey, stored.tailBytes).eval(
+        OWNER_HELD,
+        1,
+        this.ownerHeldKey(stored.owner),
+        -stored.tailBytes,
+      );
     await this.guard(() => tx.exec().then(failOnError));
   }
 
@@ -361,8 +390,9 @@ export class RedisSessionStore implements SessionStore {
     await this.guard(() => this.redis.eval(RESCHEDULE, 1, this.expiryKey, id, at));
   }
 
-  async heldBytes(): Promise<number> {
-    return Number((await this.guard(() => this.redis.get(this.heldKey))) ?? 0);
+  async heldBytes(owner?: string): Promise<number> {
+    const key = owner === undefined ? this.heldKey : this.ownerHeldKey(owner);
+    return Number((await this.guard(() => this.redis.get(key))) ?? 0);
   }
 
   isReady(): boolean {

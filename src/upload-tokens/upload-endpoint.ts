@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Transform } from 'node:stream';
 import { Router, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
@@ -156,41 +157,38 @@ function identityOf(c: Chunk): UploadIdentity {
   };
 }
 
-/** A file in one request: the engine cuts it into parts, retries them, and cleans up on failure. */
+/**
+ * A file in one request: the engine cuts it into parts, retries them, and cleans up on failure;
+ * its ending (however it fails) gives the token's use back.
+ */
 async function wholeFile(c: Chunk): Promise<Video> {
   const { deps, grant, form } = c;
-  const identity = identityOf(c);
+  let identity = identityOf(c);
   deps.engine.begin(identity);
   let target: UploadTarget | undefined;
   try {
     target = targetFor(grant, form.filename);
-    await grant.consume();
+    identity = { ...identity, tokenUse: await grant.consume() };
   } catch (err) {
     await refused(c, identity, err);
     throw err;
   }
-  try {
-    return await deps.engine.relay({
-      identity,
-      target,
-      file: form.stream.pipe(limitTo(c.limit)),
-      signal: c.signal,
-      halt: c.halt,
-      logger: c.log,
-      bodyComplete: form.complete.then(() => undefined),
-      classifyStreamError: (err) =>
-        isRelayError(err)
-          ? err
-          : new RelayError(
-              'malformed_multipart',
-              `The multipart body is malformed: ${(err as Error).message}.`,
-            ),
-    });
-  } catch (err) {
-    // The engine ended the upload (its container deleted): the use is given back.
-    await deps.tokens.store.refund(c.hash).catch(() => undefined);
-    throw err;
-  }
+  return deps.engine.relay({
+    identity,
+    target,
+    file: form.stream.pipe(limitTo(c.limit)),
+    signal: c.signal,
+    halt: c.halt,
+    logger: c.log,
+    bodyComplete: form.complete.then(() => undefined),
+    classifyStreamError: (err) =>
+      isRelayError(err)
+        ? err
+        : new RelayError(
+            'malformed_multipart',
+            `The multipart body is malformed: ${(err as Error).message}.`,
+          ),
+  });
 }
 
 /**
@@ -222,7 +220,6 @@ async function oneChunkLocked(c: Chunk): Promise<Video> {
   const { sessions } = deps;
   let session = await sessionFor(c);
   const plan = planOrRefuse(range, session?.progress ?? {});
-  if (c.limit > 0 && range.kind === 'bytes' && range.size > c.limit) throw tooLarge(c.limit);
   const startedHere = session === undefined;
   session ??= await startUpload(c);
   const lock = await sessions.locker.acquire(
@@ -253,12 +250,16 @@ function answerCompleted(session: UploadSession, part: number, last: boolean): V
   );
 }
 
-/** The first chunk of an upload: the token's use is counted and the upload begins. */
+/**
+ * The first chunk of an upload: the token's use is counted and the upload begins. Its ending (a
+ * first chunk that fails, the sweep) gives the use back.
+ */
 async function startUpload(c: Chunk): Promise<UploadSession> {
   const { deps, grant } = c;
-  const identity = identityOf(c);
+  // An id of the relay's own, never the request's (a client may choose its X-Request-Id).
+  const identity = { ...identityOf(c), uploadId: randomBytes(16).toString('base64url') };
   const target = targetFor(grant, c.form.filename);
-  await grant.consume();
+  const tokenUse = await grant.consume();
   const session: UploadSession = {
     v: SESSION_VERSION,
     id: identity.uploadId,
@@ -274,13 +275,16 @@ async function startUpload(c: Chunk): Promise<UploadSession> {
     createdAt: identity.startedAt,
     expiresAt: deps.sessions.nextExpiry(),
     uploadTokenId: grant.id,
+    tokenUse,
     ...(grant.record.fields.maxFileSize ? { maxFileSize: grant.record.fields.maxFileSize } : {}),
   };
   try {
-    await deps.sessions.store.create(session);
+    if (!(await deps.sessions.store.create(session)))
+      throw new Error('an upload id was minted twice');
     await deps.tokens.store.saveUpload(c.hash, { uploadId: session.id });
   } catch (err) {
-    await deps.tokens.store.refund(c.hash).catch(() => undefined);
+    // Not begun: the use goes straight back.
+    await grant.refund();
     throw err;
   }
   deps.engine.begin(identity);
@@ -363,12 +367,11 @@ async function sendChunk(
     const code = err instanceof ClientGone || isRelayError(err) ? err.code : 'internal_error';
     if (startedHere && acknowledgedParts(state.ledger) === 0 && !session.completed) {
       // The upload never got a part in: it ends here (its container deleted unless api.video
-      // holds a source of it), and its use is given back so that a retry starts afresh.
+      // holds a source of it), and its ending gives the use back so that a retry starts afresh.
       const ended = await sessions
         .end(session, { kind: 'failed', code }, c.log, lock)
         .catch(() => undefined);
       if (ended?.kind === 'completed') return ended.video;
-      if (ended) await deps.tokens.store.refund(c.hash).catch(() => undefined);
     } else {
       // A failed chunk is not a failed upload: the client retries it, into the same video.
       deps.observer.interrupted(ROUTE, code);
@@ -406,7 +409,10 @@ async function sessionFor(c: Chunk): Promise<UploadSession | undefined> {
   const ref = await uploadFor(c);
   if (!ref) return undefined;
   const { sessions } = c.deps;
-  const session = await sessions.store.get(ref.uploadId);
+  const found = await sessions.store.get(ref.uploadId);
+  // Only an upload this token started, whatever its reference says.
+  const session =
+    found?.kind === 'chunked' && found.uploadTokenId === c.grant.id ? found : undefined;
   if (session && sessions.isExpired(session)) {
     const lock = await sessions.locker.tryAcquire(session.id);
     if (lock) {
@@ -503,6 +509,8 @@ function checkDeclaredLength(req: Request, range: ChunkRange, limit: number): vo
       'unsupported_media_type',
       'Send the chunk as multipart/form-data with one file field.',
     );
+  // The file's size as the range declares it: refused now, before a byte of the body is read.
+  if (limit > 0 && range.kind === 'bytes' && range.size > limit) throw tooLarge(limit);
   const declared =
     req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
   if (declared === undefined) return;
