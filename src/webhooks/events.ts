@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Video } from '../apivideo/types';
 import type { UploadOutcome, UploadRoute } from '../upload/outcome';
 
@@ -56,6 +56,18 @@ export function newEventId(): string {
   return `msg_${randomBytes(16).toString('base64url')}`;
 }
 
+/**
+ * An upload's ending has one id, derived from the upload: should the same ending be reported
+ * again (an instance that died between reporting it and recording that it did), the outbox and
+ * the receivers see the same event, not a second one.
+ */
+export function outcomeEventId(outcome: UploadOutcome, type: WebhookEventType): string {
+  const hash = createHash('sha256')
+    .update(`${outcome.route}\0${outcome.uploadId}\0${outcome.videoId ?? ''}\0${type}`)
+    .digest('base64url');
+  return `msg_${hash.slice(0, 22)}`;
+}
+
 export function eventFromOutcome(outcome: UploadOutcome, now = new Date()): WebhookEvent {
   const common: UploadData = {
     uploadId: outcome.uploadId,
@@ -70,18 +82,25 @@ export function eventFromOutcome(outcome: UploadOutcome, now = new Date()): Webh
     durationMs: outcome.durationMs,
   };
   if (outcome.kind === 'completed') {
-    return build('upload.completed', now, {
-      ...common,
-      videoId: outcome.videoId,
-      video: outcome.video,
-    });
+    return build(
+      'upload.completed',
+      now,
+      { ...common, videoId: outcome.videoId, video: outcome.video },
+      outcomeEventId(outcome, 'upload.completed'),
+    );
   }
-  return build(outcome.kind === 'expired' ? 'upload.expired' : 'upload.failed', now, {
-    ...common,
-    ...(outcome.videoId !== undefined && { videoId: outcome.videoId }),
-    code: outcome.code,
-    containerDeleted: outcome.containerDeleted,
-  });
+  const type = outcome.kind === 'expired' ? 'upload.expired' : 'upload.failed';
+  return build(
+    type,
+    now,
+    {
+      ...common,
+      ...(outcome.videoId !== undefined && { videoId: outcome.videoId }),
+      code: outcome.code,
+      containerDeleted: outcome.containerDeleted,
+    },
+    outcomeEventId(outcome, type),
+  );
 }
 
 export function testEvent(principal: string, now = new Date()): WebhookEvent {
@@ -92,6 +111,7 @@ function build(
   type: WebhookEventType,
   now: Date,
   data: WebhookEvent['payload']['data'],
+  id = newEventId(),
 ): WebhookEvent {
-  return { id: newEventId(), type, payload: { type, timestamp: now.toISOString(), data } };
+  return { id, type, payload: { type, timestamp: now.toISOString(), data } };
 }
