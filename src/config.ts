@@ -1,10 +1,15 @@
+import { MAX_PART_SIZE, MIN_PART_SIZE, MiB, formatBytes } from './sizes';
 import { BUDGET_SHARE, type SystemMemory } from './system-memory';
+import {
+  WEBHOOK_EVENT_TYPES,
+  isWebhookEventType,
+  type WebhookEventType,
+} from './webhook-event-types';
 
 /**
  * All settings, validated at once. `loadConfig` is pure: it reads only the object it is given,
  * so tests build any configuration without touching process.env.
  */
-import { WEBHOOK_EVENT_TYPES, isWebhookEventType, type WebhookEventType } from './webhooks/events';
 
 export type AuthScheme = 'basic' | 'bearer';
 export type NodeEnv = 'development' | 'production' | 'test';
@@ -129,7 +134,6 @@ export class ConfigError extends Error {
   }
 }
 
-const MiB = 1024 * 1024;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
@@ -261,11 +265,6 @@ class Reader {
   }
 }
 
-export function formatBytes(bytes: number): string {
-  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
-  return `${bytes} bytes`;
-}
-
 /** What loadConfig assumes when it is not told the memory main.ts detected (tests). */
 export const ASSUMED_MEMORY: SystemMemory = { bytes: 4 * 1024 * MiB, source: 'assumed' };
 
@@ -334,7 +333,7 @@ export function loadConfig(
     },
     useEmbeddedEmulator: !apiKey && nodeEnv !== 'production',
     upload: {
-      partSize: r.size('UPLOAD_PART_SIZE', 16 * MiB, 5 * MiB, 128 * MiB),
+      partSize: r.size('UPLOAD_PART_SIZE', 16 * MiB, MIN_PART_SIZE, MAX_PART_SIZE),
       partConcurrency: r.int('UPLOAD_PART_CONCURRENCY', 2, 1, 8),
       partBuffering: r.oneOf<'pooled' | 'chunks'>('UPLOAD_PART_BUFFERING', 'pooled', [
         'pooled',

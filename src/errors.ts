@@ -90,6 +90,15 @@ export class RelayError extends Error {
   }
 }
 
+/** The client went away: nobody is left to answer. */
+export class ClientGone extends Error {
+  readonly code = 'client_aborted';
+  constructor() {
+    super('the client closed the connection');
+    this.name = 'ClientGone';
+  }
+}
+
 export function isRelayError(err: unknown): err is RelayError {
   return err instanceof RelayError;
 }

@@ -12,14 +12,7 @@ import { resolve } from 'node:path';
 import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
-import {
-  ConfigError,
-  formatBytes,
-  hasClientAuth,
-  loadConfig,
-  readSecretFiles,
-  type Config,
-} from './config';
+import { ConfigError, hasClientAuth, loadConfig, readSecretFiles, type Config } from './config';
 import { startEmulator, type RunningEmulator } from './emulator/app';
 import { RelayError } from './errors';
 import { DotEnvError, dotEnvAdditions, readBeforeStart } from './dotenv';
@@ -27,8 +20,8 @@ import { createLogger, prettyLogsWanted, type Logger } from './logger';
 import { createHttpServer, listen, openableUrl } from './server';
 import { describeSessionStore } from './redis';
 import { createRelay } from './relay';
-import { UPLOAD_OVERHEAD_BYTES } from './upload/memory-budget';
 import { detectSystemMemory } from './system-memory';
+import { formatBytes, UPLOAD_OVERHEAD_BYTES } from './sizes';
 
 function fail(message: string): never {
   console.error(message);

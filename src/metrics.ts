@@ -1,5 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { UPLOAD_OVERHEAD_BYTES, type MemoryBudget } from './upload/memory-budget';
+import { UPLOAD_OVERHEAD_BYTES } from './sizes';
+
+/** What the budget's gauges read when scraped (the memory budget: src/upload/memory-budget.ts). */
+export interface BudgetReading {
+  readonly budget: number;
+  readonly reserved: number;
+  readonly overhead: number;
+  readonly waiting: number;
+}
 
 /**
  * The relay's Prometheus metrics, on a registry of its own (tests build several apps in one
@@ -66,7 +74,7 @@ export class RelayMetrics {
   });
 
   /** UPLOAD_MEMORY_BUDGET's own accounting, read when scraped (no copy that could drift). */
-  private budget: MemoryBudget | undefined;
+  private budget: BudgetReading | undefined;
   readonly memoryBudgetBytes = this.budgetGauge(
     'relay_memory_budget_bytes',
     'UPLOAD_MEMORY_BUDGET: what all uploads may hold together (file bytes and their own costs)',
@@ -110,7 +118,7 @@ export class RelayMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  watchBudget(budget: MemoryBudget): void {
+  watchBudget(budget: BudgetReading): void {
     this.budget = budget;
   }
 
@@ -118,7 +126,7 @@ export class RelayMetrics {
     this.health = health;
   }
 
-  private budgetGauge(name: string, help: string, read: (b: MemoryBudget) => number): Gauge {
+  private budgetGauge(name: string, help: string, read: (b: BudgetReading) => number): Gauge {
     return this.scrapedGauge(name, help, () => this.budget && read(this.budget));
   }
 

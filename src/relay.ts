@@ -22,7 +22,7 @@ import {
 import { MemoryLocker, RedisLocker, type UploadLocker } from './resumable/upload-lock';
 import { UploadSessions } from './resumable/upload-sessions';
 import { UploadEngine } from './upload/engine';
-import { MemoryBudget, UPLOAD_OVERHEAD_BYTES } from './upload/memory-budget';
+import { MemoryBudget } from './upload/memory-budget';
 import type { OutcomeSink } from './upload/outcome';
 import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
 import { RedisUploadTokenStore } from './upload-tokens/redis-store';
@@ -32,6 +32,8 @@ import { tracing } from './tracing/spans';
 import { TokenUseSettlement } from './upload-tokens/use-settlement';
 import { createWebhooks, type Webhooks } from './webhooks';
 import type { WebhookSink } from './webhooks/sink';
+import { UPLOAD_OVERHEAD_BYTES } from './sizes';
+import { parseSession, type UploadSession } from './resumable/session';
 
 export interface RelayParts {
   config: Config;
@@ -100,9 +102,9 @@ export function createRelay(parts: RelayParts): Relay {
 
   const redis = config.resumable.redisUrl ? redisParts(parts) : undefined;
   const prefix = config.resumable.redisKeyPrefix;
-  const store: SessionStore = redis
-    ? new RedisSessionStore(redis.main, prefix, () => redis.health.isReady())
-    : new MemorySessionStore();
+  const store: SessionStore<UploadSession> = redis
+    ? new RedisSessionStore(redis.main, parseSession, prefix, () => redis.health.isReady())
+    : new MemorySessionStore(parseSession);
   const locker: UploadLocker = redis
     ? new RedisLocker(redis.main, prefix, () => redis.health.isReady())
     : new MemoryLocker();

@@ -1,8 +1,7 @@
 import type { Response } from 'express';
 import type { Lifecycle } from '../lifecycle';
 import type { RelayMetrics } from '../metrics';
-import { RelayError } from '../errors';
-import { ClientGone } from '../upload/contract';
+import { RelayError, ClientGone } from '../errors';
 
 /** What every request that moves upload bytes gets, whatever its route. */
 export interface UploadRequestGuard {

@@ -1,12 +1,11 @@
 import type { Readable } from 'node:stream';
 import type { Request, RequestHandler, Response } from 'express';
-import { formatBytes } from '../config';
 import { bodyStream } from '../upload/stream-buffers';
-import { RelayError, isRelayError } from '../errors';
+import { RelayError, isRelayError, ClientGone } from '../errors';
 import type { Lifecycle } from '../lifecycle';
 import type { RelayMetrics } from '../metrics';
 import { abortable } from '../upload/abortable';
-import { ClientGone, freshState, type UploadIdentity } from '../upload/contract';
+import { freshState, type UploadIdentity } from '../upload/contract';
 import type { UploadEngine } from '../upload/engine';
 import { receiveMultipart, type FormLimits } from '../upload/multipart-intake';
 import { fieldValuesFromQuery, uploadTarget, type UploadTarget } from '../upload/video-fields';
@@ -15,6 +14,8 @@ import { continueIfExpected } from './linger';
 import { guardUploadRequest } from './upload-request';
 import { applyUploadToken, uploadTokenOf } from '../upload-tokens/bind';
 import { idOf } from './request-id';
+import { formatBytes } from '../sizes';
+import { FORM_OVERHEAD_ALLOWANCE } from '../sizes';
 
 export interface UploadRouteDeps {
   engine: UploadEngine;
@@ -23,9 +24,6 @@ export interface UploadRouteDeps {
   requestTimeoutMs: number;
   formLimits: FormLimits;
 }
-
-/** Room for text fields and framing when a multipart body's Content-Length is judged. */
-const FORM_OVERHEAD_ALLOWANCE = 1024 * 1024;
 
 interface Intake {
   file: Readable;

@@ -2,7 +2,6 @@ import type { RequestHandler } from 'express';
 import { RelayError } from '../errors';
 import { principalOf } from './client-auth';
 import type { Lifecycle } from '../lifecycle';
-import type { MemoryBudget } from '../upload/memory-budget';
 
 /**
  * Admission before a body byte is read: the process-wide and per-client limits on uploads in
@@ -13,7 +12,7 @@ import type { MemoryBudget } from '../upload/memory-budget';
 export function uploadSlots(
   limits: { maxConcurrentUploads: number; maxConcurrentPerClient: number },
   lifecycle: Lifecycle,
-  budget?: MemoryBudget,
+  budget?: { chargeUpload(): () => void },
 ): RequestHandler {
   const perClient = new Map<string, number>();
   let total = 0;

@@ -1,56 +1,21 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Video } from '../apivideo/types';
 import { sessionStoreUnavailable as unavailable } from '../errors';
-import type { UploadState } from '../upload/contract';
-import { emptyLedger, type PartLedger } from '../upload/ledger';
-import type { UploadRoute } from '../upload/outcome';
-import type { UploadTarget } from '../upload/video-fields';
-import type { ChunkProgress } from '../upload-tokens/chunk-range';
-
-/** The record format: a record of another version is not read as this one. */
-export const SESSION_VERSION = 2;
 
 /**
- * An upload that outlives its requests: a tus upload (`/v1/uploads`), or a chunked upload on
- * api.video's own `POST /upload?token=`. One record kind, one ledger, one expiry, one sweep.
- *
- * A tus upload's offset is always `state.ledger.ackedBytes + tailBytes`: bytes api.video
- * acknowledged, plus bytes kept beside the record (the tail, stored apart so that a HEAD or an
- * ownership check never reads it).
+ * What the store itself reads of a record: the rest is the caller's (src/resumable/session.ts),
+ * stored as JSON and read back through the parser the store is given.
  */
-export interface UploadSession {
-  v: typeof SESSION_VERSION;
+export interface StoredSession {
   id: string;
-  kind: 'tus' | 'chunked';
   owner: string;
-  /** Undefined while the client defers the length (Upload-Defer-Length), and for chunks. */
-  length: number | undefined;
-  /** Upload-Metadata as the client sent it, echoed on HEAD. */
-  rawMetadata: string | undefined;
-  target: UploadTarget;
-  state: UploadState;
   tailBytes: number;
   completed: boolean;
-  video: Video | undefined;
-  createdAt: number;
-  /**
-   * UPLOAD_SESSION_TTL after the last byte received: from then on nothing is written to the
-   * upload, and the sweep ends it (container deleted, `upload.expired`).
-   */
   expiresAt: number;
-  /** The upload token that started it: only that token (or its minter's credentials) reach it. */
-  uploadTokenId?: string;
-  /** The key of the token use it counted: given back when it ends without a video. */
-  tokenUse?: string;
-  /** A smaller limit than UPLOAD_MAX_FILE_SIZE, from the upload token. */
-  maxFileSize?: number;
-  /** A chunked upload: what its chunks declared so far. */
-  progress?: ChunkProgress;
 }
 
-export const routeOf = (session: UploadSession): UploadRoute =>
-  session.kind === 'tus' ? 'resumable' : 'upload-token';
+/** Reads a stored record back: undefined when it is not one (another format, a corrupt value). */
+export type SessionParser<S> = (json: string) => S | undefined;
 
 /** How a save changes the stored tail: untouched, bytes added at its end, or replaced. */
 export type TailWrite =
@@ -62,20 +27,20 @@ export type TailWrite =
  * holds; a tail is written by appending, so the bytes sent to the store follow the bytes received.
  * The expiry index follows every save, so an upload that moves is never expired.
  */
-export interface SessionStore {
+export interface SessionStore<S extends StoredSession = StoredSession> {
   readonly kind: 'memory' | 'redis';
   /**
-   * Stores a new session unless its owner already has `maxOpen` unfinished ones (tus). Without
-   * `maxOpen` the session is not counted against its owner (a chunked upload, bounded by its
-   * token's uses).
+   * Stores a new session unless its id is taken or its owner already has `maxOpen` unfinished
+   * ones counted this way (tus). Without `maxOpen` the session is not counted against its owner
+   * (a chunked upload, bounded by its token's uses).
    */
-  create(session: UploadSession, maxOpen?: number): Promise<boolean>;
+  create(session: S, maxOpen?: number): Promise<boolean>;
   /** The record only, never the tail; undefined when missing or of another version. */
-  get(id: string): Promise<UploadSession | undefined>;
+  get(id: string): Promise<S | undefined>;
   tail(id: string): Promise<Buffer[]>;
   /** `tailBytesBefore`: what the record said before this save (keeps the held-bytes total exact). */
-  save(session: UploadSession, tail: TailWrite, tailBytesBefore: number): Promise<void>;
-  remove(session: UploadSession): Promise<void>;
+  save(session: S, tail: TailWrite, tailBytesBefore: number): Promise<void>;
+  remove(session: S): Promise<void>;
   /** Ids in the expiry index whose time has passed, oldest first, from the `skip`-th on. */
   expired(now: number, limit: number, skip?: number): Promise<string[]>;
   /** Drops an id from the expiry index (its record is gone). */
@@ -88,87 +53,14 @@ export interface SessionStore {
   close(): Promise<void>;
 }
 
-/**
- * Reads a stored record: its version and the fields the relay relies on, checked, never cast
- * blindly. A record of the previous format (no version, `nextPart`/`ackedBytes` in its state) is
- * read into the current one.
- */
-export function parseSession(json: string): UploadSession | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch {
-    return undefined;
-  }
-  if (!isObject(value)) return undefined;
-  const record = value as Record<string, unknown>;
-  const state = record.state;
-  if (
-    typeof record.id !== 'string' ||
-    typeof record.owner !== 'string' ||
-    !isObject(record.target) ||
-    !isObject(state) ||
-    typeof record.tailBytes !== 'number' ||
-    typeof record.expiresAt !== 'number' ||
-    typeof record.createdAt !== 'number'
-  )
-    return undefined;
-  if (record.v === undefined) {
-    // The first format: tus only, the acknowledged prefix as nextPart/ackedBytes.
-    const old = state as { nextPart?: unknown; ackedBytes?: unknown };
-    if (typeof old.nextPart !== 'number' || typeof old.ackedBytes !== 'number') return undefined;
-    const ledger: PartLedger = {
-      ...emptyLedger(),
-      ackedParts: old.nextPart - 1,
-      ackedBytes: old.ackedBytes,
-      complete: record.completed === true,
-    };
-    const {
-      nextPart: _n,
-      ackedBytes: _a,
-      clientParts: _c,
-      ...rest
-    } = state as Record<string, unknown>;
-    return {
-      ...(record as unknown as UploadSession),
-      v: SESSION_VERSION,
-      kind: 'tus',
-      state: { ...(rest as unknown as UploadState), ledger },
-    };
-  }
-  if (record.v !== SESSION_VERSION) return undefined;
-  if (record.kind !== 'tus' && record.kind !== 'chunked') return undefined;
-  if (!isLedger((state as { ledger?: unknown }).ledger)) return undefined;
-  return record as unknown as UploadSession;
-}
-
-function isObject(value: unknown): value is object {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isLedger(value: unknown): value is PartLedger {
-  if (!isObject(value)) return false;
-  const ledger = value as Record<string, unknown>;
-  return (
-    typeof ledger.ackedParts === 'number' &&
-    typeof ledger.ackedBytes === 'number' &&
-    typeof ledger.complete === 'boolean' &&
-    Array.isArray(ledger.parts) &&
-    ledger.parts.every(
-      (p: unknown) =>
-        isObject(p) &&
-        typeof (p as { number?: unknown }).number === 'number' &&
-        typeof (p as { size?: unknown }).size === 'number' &&
-        typeof (p as { last?: unknown }).last === 'boolean' &&
-        ['sending', 'acknowledged', 'unknown'].includes((p as { state?: string }).state ?? ''),
-    )
-  );
-}
-
 const concat = (chunks: Buffer[]) => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
 
-export class MemorySessionStore implements SessionStore {
+export class MemorySessionStore<S extends StoredSession> implements SessionStore<S> {
   readonly kind = 'memory';
+  /** Per owner, its sessions created against a cap and not yet completed (Redis: the owner set). */
+  private readonly open = new Map<string, Set<string>>();
+
+  constructor(private readonly parse: SessionParser<S>) {}
   private readonly records = new Map<string, string>();
   private readonly tails = new Map<string, Buffer[]>();
   /** The expiry index: kept apart from the records, as in Redis, so it can outlive them. */
@@ -177,33 +69,31 @@ export class MemorySessionStore implements SessionStore {
   /** Per owner, the bytes its tails hold; an owner holding none has no entry. */
   private readonly heldBy = new Map<string, number>();
 
-  async create(session: UploadSession, maxOpen?: number): Promise<boolean> {
+  async create(session: S, maxOpen?: number): Promise<boolean> {
     if (this.records.has(session.id)) return false;
     if (maxOpen !== undefined) {
-      let open = 0;
-      for (const json of this.records.values()) {
-        const other = parseSession(json);
-        if (other?.kind === 'tus' && other.owner === session.owner && !other.completed) open += 1;
-      }
-      if (open >= maxOpen) return false;
+      const open = this.open.get(session.owner) ?? new Set<string>();
+      if (open.size >= maxOpen) return false;
+      this.open.set(session.owner, open.add(session.id));
     }
     this.records.set(session.id, JSON.stringify(session));
     this.expiries.set(session.id, session.expiresAt);
     return true;
   }
 
-  async get(id: string): Promise<UploadSession | undefined> {
+  async get(id: string): Promise<S | undefined> {
     const json = this.records.get(id);
-    return json === undefined ? undefined : parseSession(json);
+    return json === undefined ? undefined : this.parse(json);
   }
 
   async tail(id: string): Promise<Buffer[]> {
     return [...(this.tails.get(id) ?? [])];
   }
 
-  async save(session: UploadSession, tail: TailWrite, tailBytesBefore: number): Promise<void> {
+  async save(session: S, tail: TailWrite, tailBytesBefore: number): Promise<void> {
     this.records.set(session.id, JSON.stringify(session));
     this.expiries.set(session.id, session.expiresAt);
+    if (session.completed) this.uncount(session);
     // Copies: the chunks may be views of buffers the caller reuses.
     if (tail.kind === 'append')
       this.tails.set(session.id, [
@@ -218,12 +108,20 @@ export class MemorySessionStore implements SessionStore {
     this.hold(session.owner, session.tailBytes - tailBytesBefore);
   }
 
-  async remove(session: UploadSession): Promise<void> {
+  async remove(session: S): Promise<void> {
     const stored = await this.get(session.id);
     this.records.delete(session.id);
     this.tails.delete(session.id);
     this.expiries.delete(session.id);
+    this.uncount(session);
     if (stored) this.hold(stored.owner, -stored.tailBytes);
+  }
+
+  /** No longer counted against its owner's open sessions. */
+  private uncount(session: S): void {
+    const open = this.open.get(session.owner);
+    if (!open?.delete(session.id) || open.size > 0) return;
+    this.open.delete(session.owner);
   }
 
   private hold(owner: string, delta: number): void {
@@ -293,11 +191,12 @@ const RESCHEDULE = `if redis.call('zscore', KEYS[1], ARGV[1]) then redis.call('z
  * of the principal, never the principal itself), and the bytes held in tails: in total, and per
  * owner (under the same hash). Both counts change in the transaction that changes a tail.
  */
-export class RedisSessionStore implements SessionStore {
+export class RedisSessionStore<S extends StoredSession> implements SessionStore<S> {
   readonly kind = 'redis';
 
   constructor(
     private readonly redis: Redis,
+    private readonly parse: SessionParser<S>,
     private readonly prefix = 'apivideo-relay:',
     private readonly ready: () => boolean = () => redis.status === 'ready',
   ) {}
@@ -314,7 +213,7 @@ export class RedisSessionStore implements SessionStore {
   }
   private ownerHeldKey = (owner: string) => `${this.ownerKey(owner)}:tail-bytes`;
 
-  async create(session: UploadSession, maxOpen?: number): Promise<boolean> {
+  async create(session: S, maxOpen?: number): Promise<boolean> {
     const keep = keepMs(session);
     const created = await this.guard(() =>
       this.redis.eval(
@@ -333,9 +232,9 @@ export class RedisSessionStore implements SessionStore {
     return created === 1;
   }
 
-  async get(id: string): Promise<UploadSession | undefined> {
+  async get(id: string): Promise<S | undefined> {
     const json = await this.guard(() => this.redis.get(this.recordKey(id)));
-    return json === null ? undefined : parseSession(json);
+    return json === null ? undefined : this.parse(json);
   }
 
   async tail(id: string): Promise<Buffer[]> {
@@ -343,7 +242,7 @@ export class RedisSessionStore implements SessionStore {
     return tail && tail.length > 0 ? [tail] : [];
   }
 
-  async save(session: UploadSession, tail: TailWrite, tailBytesBefore: number): Promise<void> {
+  async save(session: S, tail: TailWrite, tailBytesBefore: number): Promise<void> {
     const keep = keepMs(session);
     const tx = this.redis
       .multi()
@@ -361,7 +260,7 @@ export class RedisSessionStore implements SessionStore {
     await this.guard(() => tx.exec().then(failOnError));
   }
 
-  async remove(session: UploadSession): Promise<void> {
+  async remove(session: S): Promise<void> {
     const stored = await this.get(session.id);
     const tx = this.redis
       .multi()
@@ -414,7 +313,7 @@ export class RedisSessionStore implements SessionStore {
   }
 }
 
-function keepMs(session: UploadSession): number {
+function keepMs(session: StoredSession): number {
   return Math.max(1, session.expiresAt - Date.now()) + KEEP_AFTER_EXPIRY_MS;
 }
 

@@ -7,19 +7,18 @@ import {
   type Response,
 } from 'express';
 import type { Logger } from 'pino';
-import { formatBytes } from '../config';
-import { RelayError } from '../errors';
+import { RelayError, ClientGone } from '../errors';
 import { principalOf } from '../http/client-auth';
 import { continueIfExpected } from '../http/linger';
 import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
-import { ClientGone, freshState, type TailChange, type UploadObserver } from '../upload/contract';
+import { freshState, type TailChange, type UploadObserver } from '../upload/contract';
 import type { UploadEngine } from '../upload/engine';
 import { acknowledgedParts, highestPart } from '../upload/ledger';
 import { bodyStream } from '../upload/stream-buffers';
 import { truncateChunks } from '../upload/transfer';
 import { uploadTarget, type FieldValues, type UploadTarget } from '../upload/video-fields';
 import { bindTokenFields, uploadTokenOf } from '../upload-tokens/bind';
-import { SESSION_VERSION, type TailWrite, type UploadSession } from './session-store';
+import { type TailWrite } from './session-store';
 import {
   OFFSET_STREAM,
   TUS_EXTENSIONS,
@@ -30,6 +29,8 @@ import {
 } from './tus-protocol';
 import type { UploadLock } from './upload-lock';
 import { expiredError, type UploadSessions } from './upload-sessions';
+import { formatBytes } from '../sizes';
+import { SESSION_VERSION, type UploadSession } from './session';
 
 export const UPLOADS_PATH = '/v1/uploads';
 

@@ -3,8 +3,9 @@ import { RelayError } from '../errors';
 import type { Checkpoint, UploadIdentity } from '../upload/contract';
 import type { Settled, UploadEngine } from '../upload/engine';
 import { traceUpload } from '../tracing/spans';
-import { routeOf, type SessionStore, type TailWrite, type UploadSession } from './session-store';
+import { type SessionStore, type TailWrite } from './session-store';
 import type { UploadLock, UploadLocker } from './upload-lock';
+import { routeOf, type UploadSession } from './session';
 
 /** How many expired ids one sweep looks at, at most (the rest wait for the next sweep). */
 const SWEEP_PAGE = 100;
@@ -19,7 +20,7 @@ const SWEEP_RETRY_MS = 60_000;
  */
 export class UploadSessions {
   constructor(
-    readonly store: SessionStore,
+    readonly store: SessionStore<UploadSession>,
     readonly locker: UploadLocker,
     private readonly engine: UploadEngine,
     private readonly ttlMs: number,

@@ -20,9 +20,8 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import type { CallOptions } from '../apivideo/client';
 import type { UploadOutcome } from '../upload/outcome';
-import { installTracing, type PartInfo, type Tracing } from './spans';
+import { installTracing, type PartCallHooks, type PartInfo, type Tracing } from './spans';
 
 /** What OTEL_SERVICE_NAME defaults to here (the SDK's own default is `unknown_service:node`). */
 export const DEFAULT_SERVICE_NAME = 'apivideo-upload-relay';
@@ -88,7 +87,7 @@ export function startTracing(env: Record<string, string | undefined>): RunningTr
 function relayTracing(): Tracing {
   const tracer = trace.getTracer(DEFAULT_SERVICE_NAME);
   return {
-    part<T>(info: PartInfo, options: CallOptions, send: (options: CallOptions) => Promise<T>) {
+    part<T, O extends PartCallHooks>(info: PartInfo, options: O, send: (options: O) => Promise<T>) {
       return tracer.startActiveSpan(
         'apivideo.upload_part',
         {
@@ -103,9 +102,10 @@ function relayTracing(): Tracing {
           let attempts = 0;
           let status: number | undefined;
           try {
-            const answer = await send({
+            // The caller's own options, with the span listening in on attempts and retries.
+            const listened: O = {
               ...options,
-              onRetry: (event) => {
+              onRetry: (event: Parameters<NonNullable<PartCallHooks['onRetry']>>[0]) => {
                 span.addEvent('retry', {
                   'relay.retry.attempt': event.attempt,
                   'relay.retry.reason': event.reason,
@@ -116,12 +116,13 @@ function relayTracing(): Tracing {
                 });
                 options.onRetry?.(event);
               },
-              onAttempt: (answered) => {
+              onAttempt: (answered: number | undefined) => {
                 attempts += 1;
                 status = answered;
                 options.onAttempt?.(answered);
               },
-            });
+            };
+            const answer = await send(listened);
             span.setAttribute('relay.part.outcome', 'acknowledged');
             return answer;
           } catch (err) {

@@ -5,9 +5,18 @@
  * point is one check of an undefined variable, and no OpenTelemetry module is ever required.
  * With it, src/tracing/sdk.ts installs one built on `@opentelemetry/api`.
  */
-import type { CallOptions } from '../apivideo/client';
-import type { UploadIdentity } from '../upload/contract';
-import type { OutcomeSink } from '../upload/outcome';
+
+/** What a part's call lets its span follow: each attempt and each retry (src/apivideo/client.ts). */
+export interface PartCallHooks {
+  onRetry?(event: { attempt: number; reason: string; delayMs: number; status?: number }): void;
+  onAttempt?(status: number | undefined): void;
+}
+
+/** Which upload a request belongs to (src/upload/contract.ts's identity, as much as a span needs). */
+export interface UploadNames {
+  uploadId: string;
+  route: string;
+}
 
 export interface PartInfo {
   videoId: string;
@@ -22,15 +31,15 @@ export interface Tracing {
    * Runs `send` (one part's call, its retries included) inside a span of its own, so that each
    * HTTP attempt is its child; `send` gets options that also tell the span of every attempt.
    */
-  part<T>(
+  part<T, O extends PartCallHooks>(
     info: PartInfo,
-    options: CallOptions,
-    send: (options: CallOptions) => Promise<T>,
+    options: O,
+    send: (options: O) => Promise<T>,
   ): Promise<T>;
   /** Names the upload (and its video, once known) on the request's server span. */
-  upload(identity: Pick<UploadIdentity, 'uploadId' | 'route'>, videoId: string | undefined): void;
-  /** Tells the server span of the request that ended an upload how it ended. */
-  outcomes: OutcomeSink;
+  upload(identity: UploadNames, videoId: string | undefined): void;
+  /** Tells the server span of the request that ended an upload how it ended (an outcome sink). */
+  outcomes: { record(outcome: unknown): Promise<void> };
 }
 
 let installed: Tracing | undefined;
@@ -46,9 +55,6 @@ export function tracing(): Tracing | undefined {
 }
 
 /** Names the upload on the current request's span; nothing when traces are off. */
-export function traceUpload(
-  identity: Pick<UploadIdentity, 'uploadId' | 'route'>,
-  videoId: string | undefined,
-): void {
+export function traceUpload(identity: UploadNames, videoId: string | undefined): void {
   installed?.upload(identity, videoId);
 }

@@ -1,10 +1,11 @@
 import type { Request, RequestHandler } from 'express';
-import { formatBytes } from '../config';
 import { RelayError } from '../errors';
 import type { Principal } from '../http/client-auth';
 import { uploadGrant } from './bind';
 import { looksLikeUploadToken } from './token';
 import type { UploadTokens } from './tokens';
+import { formatBytes } from '../sizes';
+import { FORM_OVERHEAD_ALLOWANCE } from '../sizes';
 
 export type TokenUse =
   /**
@@ -59,9 +60,6 @@ export function withUploadTokens(
       err ? next(err) : void authenticate(req, res, next),
     );
 }
-
-/** Room for a form's framing and text fields when a multipart Content-Length is judged. */
-const FORM_OVERHEAD_ALLOWANCE = 1024 * 1024;
 
 /**
  * The token's maxFileSize, where a request declares its size up front: tus `Upload-Length`, or a

@@ -1,3 +1,4 @@
+import type { ChunkProgress } from '../resumable/session';
 /**
  * `Content-Range` on `POST /upload?token=`, in the forms api.video's own clients send, and how a
  * chunk becomes one part upstream.
@@ -40,16 +41,6 @@ export function parseChunkRange(header: string | undefined): ChunkRange {
   throw new RangeProblem(
     'Content-Range must be "part n/m", "part n/*" or "bytes a-b/size", or absent for a whole file.',
   );
-}
-
-/** What the relay remembers between the chunks of one upload. */
-export interface ChunkProgress {
-  /** Set by the first `bytes` chunk: every chunk but the last has this length. */
-  chunkSize?: number;
-  /** Parts of the upload as declared so far (`part n/m`, or from `bytes …/size`). */
-  totalParts?: number;
-  /** The file's size, as `bytes …/size` declared it. */
-  size?: number;
 }
 
 export interface PartPlan {

@@ -1,17 +1,7 @@
 import { RelayError } from '../errors';
+import type { UploadTokenFields } from './store';
 
 /** What a token binds: the upload's limits and the video's fields, which win over the client's. */
-export interface UploadTokenFields {
-  maxFileSize?: number;
-  title?: string;
-  description?: string;
-  tags?: string[];
-  metadata?: Array<{ key: string; value: string }>;
-  playerId?: string;
-  public?: boolean;
-  videoId?: string;
-}
-
 export interface UploadTokenSpec {
   ttl: number;
   maxUses: number;

@@ -1,4 +1,14 @@
-import type { UploadTokenFields } from './fields';
+/** What a token binds: the video fields an upload with it gets, and its size limit. */
+export interface UploadTokenFields {
+  maxFileSize?: number;
+  title?: string;
+  description?: string;
+  tags?: string[];
+  metadata?: Array<{ key: string; value: string }>;
+  playerId?: string;
+  public?: boolean;
+  videoId?: string;
+}
 
 /** A minted token as stored: never the token itself, only under its hash. */
 export interface UploadTokenRecord {

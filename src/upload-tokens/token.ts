@@ -37,22 +37,3 @@ export function isWellFormedToken(text: string): boolean {
 export function isTokenId(text: string): boolean {
   return TOKEN_ID.test(text);
 }
-
-/**
- * Upload tokens wherever they turn up in a log line (a URL's path or query string, a header). In
- * any case, since `TO_…` still spells out the secret part. With the token's full length it matches
- * anywhere: an encoded character or a JSON escape before it (`%20to_…`, an escaped newline) is no
- * word boundary. Shorter, only after a boundary, so `upload_to_somewhere` stays readable.
- */
-export const TOKEN_IN_TEXT = /to_[A-Za-z0-9_-]{32,}|\bto_[A-Za-z0-9_-]+/gi;
-
-export function redactTokens(text: string): string {
-  return text.replace(TOKEN_IN_TEXT, 'to_[REDACTED]');
-}
-
-const TOKEN_ANYWHERE = new RegExp(TOKEN_IN_TEXT.source, 'i');
-
-/** Whether text, already decoded (see canonicalForm in logger.ts), holds an upload token. */
-export function containsToken(text: string): boolean {
-  return TOKEN_ANYWHERE.test(text);
-}

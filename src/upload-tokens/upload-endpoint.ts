@@ -3,25 +3,17 @@ import type { Transform } from 'node:stream';
 import { Router, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Video } from '../apivideo/types';
-import { formatBytes } from '../config';
-import { RelayError, isRelayError } from '../errors';
+import { RelayError, isRelayError, ClientGone } from '../errors';
 import { continueIfExpected } from '../http/linger';
 import { idOf } from '../http/request-id';
 import { guardUploadRequest, type GuardDeps } from '../http/upload-request';
-import { SESSION_VERSION, type UploadSession } from '../resumable/session-store';
 import type { UploadLock } from '../resumable/upload-lock';
 import { expiredError, type UploadSessions } from '../resumable/upload-sessions';
 import { abortable } from '../upload/abortable';
-import {
-  ClientGone,
-  freshState,
-  type UploadIdentity,
-  type UploadObserver,
-} from '../upload/contract';
+import { freshState, type UploadIdentity, type UploadObserver } from '../upload/contract';
 import type { UploadEngine } from '../upload/engine';
 import { acknowledgedBytes, acknowledgedParts } from '../upload/ledger';
 import type { FormLimits } from '../upload/multipart-intake';
-import { MAX_PART_SIZE } from '../upload/part-size';
 import { byteTransform } from '../upload/stream-buffers';
 import { toRelayError } from '../upload/upstream-failure';
 import { titleFromFilename, type UploadTarget } from '../upload/video-fields';
@@ -31,13 +23,16 @@ import {
   RangeProblem,
   parseChunkRange,
   planPart,
-  type ChunkProgress,
   type ChunkRange,
   type PartPlan,
 } from './chunk-range';
 import { receiveChunk, type ChunkForm } from './chunk-intake';
 import type { TokenUploadRef } from './store';
 import type { UploadTokens } from './tokens';
+import { formatBytes, MAX_PART_SIZE } from '../sizes';
+import { FORM_OVERHEAD_ALLOWANCE } from '../sizes';
+import { smallerLimit } from '../sizes';
+import { SESSION_VERSION, type UploadSession, type ChunkProgress } from '../resumable/session';
 
 export const TOKEN_UPLOAD_PATH = '/upload';
 
@@ -53,8 +48,6 @@ export interface TokenUploadDeps extends GuardDeps {
   logger: Logger;
 }
 
-/** Room for the form's framing and a `videoId` field when a chunk's Content-Length is judged. */
-const FORM_OVERHEAD_ALLOWANCE = 1024 * 1024;
 const ROUTE = 'upload-token' as const;
 
 /**
@@ -114,7 +107,7 @@ function handler(deps: TokenUploadDeps): RequestHandler {
     let form: ChunkForm | undefined;
     try {
       const range = readRange(req.headers['content-range']);
-      const limit = sizeLimit(deps.engine.settings.maxFileSize, grant.record.fields.maxFileSize);
+      const limit = smallerLimit(deps.engine.settings.maxFileSize, grant.record.fields.maxFileSize);
       checkDeclaredLength(req, range, limit);
       continueIfExpected(req, res);
       form = await abortable(receiveChunk(req, deps.formLimits), guard.signal);
@@ -517,11 +510,6 @@ function checkDeclaredLength(req: Request, range: ChunkRange, limit: number): vo
   if (limit > 0 && declared > limit + FORM_OVERHEAD_ALLOWANCE) throw tooLarge(limit);
   if (range.kind !== 'whole' && declared > MAX_PART_SIZE + FORM_OVERHEAD_ALLOWANCE)
     throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_PART_SIZE)}.`);
-}
-
-function sizeLimit(relay: number, token: number | undefined): number {
-  if (!token) return relay;
-  return relay > 0 ? Math.min(relay, token) : token;
 }
 
 /** The token's maxFileSize on a whole file (the engine enforces UPLOAD_MAX_FILE_SIZE itself). */

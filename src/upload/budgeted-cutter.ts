@@ -1,6 +1,7 @@
 import type { BlockPool } from './block-pool';
 import { STEP_BYTES, type BudgetAccount, type Reservation } from './memory-budget';
-import { MIN_PART_SIZE, type PartSizer } from './part-size';
+import { type PartSizer } from './part-size';
+import { MIN_PART_SIZE } from '../sizes';
 
 /** Parts from this size on use the large blocks (a client fast enough to have grown its parts). */
 const LARGE_PART = 8 * 1024 * 1024;

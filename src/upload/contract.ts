@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Video } from '../apivideo/types';
-import type { RelayError } from '../errors';
+import type { ClientGone, RelayError } from '../errors';
 import { emptyLedger, type PartLedger } from './ledger';
 import type { UploadRoute } from './outcome';
 import type { UploadTarget } from './video-fields';
@@ -134,15 +134,6 @@ export const NO_OBSERVER: UploadObserver = {
   retried() {},
   interrupted() {},
 };
-
-/** The client went away: nobody is left to answer. */
-export class ClientGone extends Error {
-  readonly code = 'client_aborted';
-  constructor() {
-    super('the client closed the connection');
-    this.name = 'ClientGone';
-  }
-}
 
 export interface EngineSettings {
   partSize: number;

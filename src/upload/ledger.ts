@@ -180,3 +180,27 @@ function compact(ledger: PartLedger): boolean {
 function describe(part: { size: number; last: boolean }): string {
   return `${part.size} bytes${part.last ? ', the last' : ''}`;
 }
+
+/** A ledger read back from storage, checked field by field rather than cast. */
+export function isLedger(value: unknown): value is PartLedger {
+  if (!isObject(value)) return false;
+  const ledger = value as Record<string, unknown>;
+  return (
+    typeof ledger.ackedParts === 'number' &&
+    typeof ledger.ackedBytes === 'number' &&
+    typeof ledger.complete === 'boolean' &&
+    Array.isArray(ledger.parts) &&
+    ledger.parts.every(
+      (p: unknown) =>
+        isObject(p) &&
+        typeof (p as { number?: unknown }).number === 'number' &&
+        typeof (p as { size?: unknown }).size === 'number' &&
+        typeof (p as { last?: unknown }).last === 'boolean' &&
+        ['sending', 'acknowledged', 'unknown'].includes((p as { state?: string }).state ?? ''),
+    )
+  );
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -22,17 +22,6 @@
 
 import { RelayError } from '../errors';
 
-/**
- * What the relay counts against the budget for each upload in progress, besides its file bytes:
- * its socket reads and the streams' 16 KiB buffers, the request, parser and engine objects in V8's
- * heap, the allocator's share. Measured with 1000 slow uploads (docs/performance-notes.md, "Many
- * slow clients"): 130 to 190 KiB each beyond the blocks holding their file bytes, of which a fixed
- * part (the blocks the pool keeps, V8's young generation) does not grow with their number. Counted
- * in the budget, RSS stays near the budget whatever the number of uploads, instead of the budget
- * plus 16 to 20 % at 1000.
- */
-export const UPLOAD_OVERHEAD_BYTES = 128 * 1024;
-
 export interface ReserveOptions {
   /** Take less than asked when that much is free (never less than this): parts shrink under pressure. */
   atLeast?: number;

@@ -3,7 +3,9 @@ import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { RelayError } from '../errors';
 import { STREAM_HIGH_WATER_MARK } from './stream-buffers';
-import type { FieldValues } from './video-fields';
+
+/** A form's text fields, by name (the engine's video fields read them). */
+type FieldValues = Map<string, string[]>;
 
 export interface FormLimits {
   fields: number;

@@ -1,8 +1,4 @@
-/** api.video's smallest part other than the last (5 × 1024 × 1024 bytes), and its largest. */
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
-export const MAX_PART_SIZE = 128 * 1024 * 1024;
-
-const MiB = 1024 * 1024;
+import { MIN_PART_SIZE, MiB } from '../sizes';
 
 export interface PartSizeOptions {
   /** UPLOAD_PART_SIZE: the size fast clients grow to. */

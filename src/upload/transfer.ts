@@ -1,14 +1,12 @@
 import type { ApiVideoClient } from '../apivideo/client';
 import type { RetryEvent } from '../apivideo/transport';
 import type { Video } from '../apivideo/types';
-import { formatBytes } from '../config';
-import { RelayError, isRelayError } from '../errors';
+import { RelayError, isRelayError, ClientGone } from '../errors';
 import { abortable } from './abortable';
 import type { BlockPool } from './block-pool';
 import { BudgetedCutter, type HeldPart } from './budgeted-cutter';
 import { openContainer } from './container';
 import {
-  ClientGone,
   type CheckpointChange,
   type EngineSettings,
   type TailChange,
@@ -35,6 +33,8 @@ import { PartQueue } from './part-queue';
 import { PartSizer } from './part-size';
 import { askApiVideo, isAlreadyUploaded } from './reconcile';
 import { toRelayError } from './upstream-failure';
+import { formatBytes } from '../sizes';
+import { smallerLimit } from '../sizes';
 
 /** The process-wide memory every transfer draws on. */
 export interface Memory {
@@ -215,7 +215,7 @@ export class Transfer {
         `The body goes past Upload-Length (${length} bytes).`,
       );
     }
-    const maxFileSize = effectiveMax(this.settings.maxFileSize, this.request.maxFileSize);
+    const maxFileSize = smallerLimit(this.settings.maxFileSize, this.request.maxFileSize);
     if (maxFileSize > 0 && this.position + chunk.length > maxFileSize) {
       throw new RelayError(
         'file_too_large',
@@ -564,12 +564,6 @@ export class Transfer {
 function isUnseenOutcome(err: unknown): boolean {
   const status = (err as { status?: unknown })?.status;
   return typeof status !== 'number' || status >= 500;
-}
-
-/** The smaller of two limits, where 0 or undefined means none. */
-export function effectiveMax(engine: number, upload: number | undefined): number {
-  if (!upload) return engine;
-  return engine > 0 ? Math.min(engine, upload) : upload;
 }
 
 export function truncateChunks(chunks: Buffer[], bytes: number): Buffer[] {

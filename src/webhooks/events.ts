@@ -1,19 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Video } from '../apivideo/types';
 import type { UploadOutcome, UploadRoute } from '../upload/outcome';
-
-/** Every event the relay sends. Names are public: receivers switch on them. */
-export const WEBHOOK_EVENT_TYPES = [
-  'upload.completed',
-  'upload.failed',
-  'upload.expired',
-  'webhook.test',
-] as const;
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
-
-export function isWebhookEventType(text: string): text is WebhookEventType {
-  return (WEBHOOK_EVENT_TYPES as readonly string[]).includes(text);
-}
+import type { WebhookEventType } from '../webhook-event-types';
 
 interface UploadData {
   uploadId: string;

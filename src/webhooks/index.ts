@@ -9,7 +9,6 @@ import { HoldingOutbox, MemoryOutbox, RedisOutbox, type OutboxStore } from './ou
 import { WebhookSink } from './sink';
 import { DeliveryWorker } from './worker';
 
-export { webhooksRoutes } from './routes';
 export { WebhookSink } from './sink';
 export { DeliveryWorker } from './worker';
 

@@ -1,7 +1,8 @@
 import type { OutcomeSink, UploadOutcome } from '../upload/outcome';
 import type { WebhookEndpoint } from './endpoints';
-import { eventFromOutcome, testEvent, type WebhookEvent, type WebhookEventType } from './events';
+import { eventFromOutcome, testEvent, type WebhookEvent } from './events';
 import type { Delivery, OutboxStore } from './outbox';
+import { type WebhookEventType } from '../webhook-event-types';
 
 export interface WebhookSinkOptions {
   store: OutboxStore;

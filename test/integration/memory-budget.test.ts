@@ -24,7 +24,8 @@ import { Multipart } from '../helpers/multipart';
 import { mintUploadToken } from '../helpers/upload-tokens';
 import { eventually } from '../helpers/wait';
 import { partRuleBroken } from '../../src/upload/part-size';
-import { STEP_BYTES, UPLOAD_OVERHEAD_BYTES } from '../../src/upload/memory-budget';
+import { STEP_BYTES } from '../../src/upload/memory-budget';
+import { UPLOAD_OVERHEAD_BYTES } from '../../src/sizes';
 
 let emulator: RunningEmulator;
 beforeAll(async () => (emulator = await startTestEmulator()));

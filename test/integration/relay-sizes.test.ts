@@ -10,7 +10,8 @@ import { ownerMark } from '../../src/upload/owner';
 import { inspectVideo, ownedBy } from '../helpers/emulator';
 import { useRelay } from '../helpers/fixture';
 import { uploadMultipart, uploadRaw } from '../helpers/upload';
-import { MIN_PART_SIZE, partRuleBroken } from '../../src/upload/part-size';
+import { partRuleBroken } from '../../src/upload/part-size';
+import { MIN_PART_SIZE } from '../../src/sizes';
 
 /** Every boundary of the smallest part size api.video takes: below, on and above 1, 2 and 3 parts. */
 function sizesAtMinimum(part: number): number[] {

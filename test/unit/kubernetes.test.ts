@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { parseSize, SECRET_SETTINGS } from '../../src/config';
-import { UPLOAD_OVERHEAD_BYTES } from '../../src/upload/memory-budget';
+import { UPLOAD_OVERHEAD_BYTES } from '../../src/sizes';
 
 const ROOT = join(__dirname, '../..');
 const OVERLAY = join(ROOT, 'deploy/kubernetes/overlays/example');

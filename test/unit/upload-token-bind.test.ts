@@ -1,6 +1,6 @@
 import { bindTokenFields } from '../../src/upload-tokens/bind';
-import { redactTokens } from '../../src/upload-tokens/token';
 import type { UploadTarget } from '../../src/upload/video-fields';
+import { redactTokens } from '../../src/logger';
 
 const client: UploadTarget = {
   kind: 'create',
