@@ -3,7 +3,7 @@
  * passed down explicitly.
  */
 // First: on a Node.js too old for the rest, say so plainly.
-import './node-version';
+import './kernel/node-version';
 // Then traces, when configured: before anything they instrument is required (see tracing.ts).
 import { flushTraces } from './tracing';
 import { randomBytes } from 'node:crypto';
@@ -12,16 +12,22 @@ import { resolve } from 'node:path';
 import { ApiVideoClient } from './apivideo/client';
 import { upstreamDispatcher } from './apivideo/dispatcher';
 import { KeyCheck } from './apivideo/key-check';
-import { ConfigError, hasClientAuth, loadConfig, readSecretFiles, type Config } from './config';
+import {
+  ConfigError,
+  hasClientAuth,
+  loadConfig,
+  readSecretFiles,
+  type Config,
+} from './kernel/config';
 import { startEmulator, type RunningEmulator } from './emulator/app';
-import { RelayError } from './errors';
-import { DotEnvError, dotEnvAdditions, readBeforeStart } from './dotenv';
-import { createLogger, prettyLogsWanted, type Logger } from './logger';
-import { createHttpServer, listen, openableUrl } from './server';
-import { describeSessionStore } from './redis';
+import { RelayError } from './kernel/errors';
+import { DotEnvError, dotEnvAdditions, readBeforeStart } from './kernel/dotenv';
+import { createLogger, prettyLogsWanted, type Logger } from './kernel/logger';
+import { createHttpServer, listen, openableUrl } from './http/server';
+import { describeSessionStore } from './stores/redis';
 import { createRelay } from './relay';
-import { detectSystemMemory } from './system-memory';
-import { formatBytes, UPLOAD_OVERHEAD_BYTES } from './sizes';
+import { detectSystemMemory } from './kernel/system-memory';
+import { formatBytes, UPLOAD_OVERHEAD_BYTES } from './kernel/sizes';
 
 function fail(message: string): never {
   console.error(message);

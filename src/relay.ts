@@ -8,32 +8,28 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import type { ApiVideoClient } from './apivideo/client';
 import { createApp } from './app';
-import type { Config } from './config';
-import { failingFast } from './errors';
+import type { Config } from './kernel/config';
+import { failingFast } from './kernel/errors';
 import type { Readiness } from './http/health';
-import { Lifecycle } from './lifecycle';
-import { RelayMetrics } from './metrics';
-import { RedisHealth, connectRedis } from './redis';
-import {
-  MemorySessionStore,
-  RedisSessionStore,
-  type SessionStore,
-} from './resumable/session-store';
-import { MemoryLocker, RedisLocker, type UploadLocker } from './resumable/upload-lock';
-import { UploadSessions } from './resumable/upload-sessions';
-import { UploadEngine } from './upload/engine';
-import { MemoryBudget } from './upload/memory-budget';
-import type { OutcomeSink } from './upload/outcome';
-import { OutcomeRecorder, metricsObserver } from './upload/outcome-recorder';
-import { RedisUploadTokenStore } from './upload-tokens/redis-store';
-import { MemoryUploadTokenStore } from './upload-tokens/store';
+import { Lifecycle } from './kernel/lifecycle';
+import { RelayMetrics } from './kernel/metrics';
+import { RedisHealth, connectRedis } from './stores/redis';
+import { MemorySessionStore, RedisSessionStore, type SessionStore } from './stores/session-store';
+import { MemoryLocker, RedisLocker, type UploadLocker } from './stores/upload-lock';
+import { UploadSessions } from './sessions/upload-sessions';
+import { UploadEngine } from './engine/engine';
+import { MemoryBudget } from './engine/memory-budget';
+import type { OutcomeSink } from './engine/outcome';
+import { OutcomeRecorder, metricsObserver } from './engine/outcome-recorder';
+import { RedisUploadTokenStore } from './stores/redis-upload-token-store';
+import { MemoryUploadTokenStore } from './stores/upload-token-store';
 import { UploadTokens } from './upload-tokens/tokens';
-import { tracing } from './tracing/spans';
+import { tracing } from './kernel/trace-points';
 import { TokenUseSettlement } from './upload-tokens/use-settlement';
 import { createWebhooks, type Webhooks } from './webhooks';
 import type { WebhookSink } from './webhooks/sink';
-import { UPLOAD_OVERHEAD_BYTES } from './sizes';
-import { parseSession, type UploadSession } from './resumable/session';
+import { UPLOAD_OVERHEAD_BYTES } from './kernel/sizes';
+import { parseSession, type UploadSession } from './sessions/session';
 
 export interface RelayParts {
   config: Config;

@@ -6,13 +6,13 @@
  * (tracingEndpoint). This and main.ts are the only modules that read the environment.
  *
  * Without OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) nothing of OpenTelemetry is
- * required: the relay's trace points (src/tracing/spans.ts) stay unset, and the byte path is what
+ * required: the relay's trace points (src/kernel/trace-points.ts) stay unset, and the byte path is what
  * it is without traces.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { tracingEndpoint } from './config';
-import { dotEnvAdditions } from './dotenv';
+import { tracingEndpoint } from './kernel/config';
+import { dotEnvAdditions } from './kernel/dotenv';
 import type { RunningTracing } from './tracing/sdk';
 
 /**

@@ -4,7 +4,7 @@ import { BasicCredentials, BearerCredentials, type TokenAnswer } from './credent
 import { ApiVideoHttpError, ApiVideoInvalidIdError, ApiVideoKeyRejectedError } from './errors';
 import { multipartFileBody, multipartStreamBody } from './part-body';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry';
-import { tracing } from '../tracing/spans';
+import { tracing } from '../kernel/trace-points';
 import { Transport, type Credentials, type RetryEvent } from './transport';
 import type { Video, VideoCreationPayload, VideoStatus } from './types';
 import { isVideoId } from './video-id';

@@ -1,9 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import type { Config } from '../config';
-import { hasClientAuth } from '../config';
-import { RelayError } from '../errors';
+import type { Config } from '../kernel/config';
+import { hasClientAuth } from '../kernel/config';
+import { RelayError } from '../kernel/errors';
 
 /**
  * Who is uploading: `token:<fingerprint>`, `jwt:<sub>` or `anonymous:<address>`. The prefixes keep

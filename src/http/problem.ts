@@ -1,8 +1,8 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { RelayError, isRelayError, toProblem } from '../errors';
+import { RelayError, isRelayError, toProblem } from '../kernel/errors';
 import { lingerOnUnreadBody } from './linger';
-import { loggableUrl } from './loggable';
+import { loggableUrl } from '../kernel/loggable';
 import { idOf } from './request-id';
 
 export function sendProblem(res: Response, err: RelayError, requestId: string): void {

@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { RelayError } from '../errors';
+import { RelayError } from '../kernel/errors';
 
 /**
  * Node's querystring (Express's query parser) stops at 1000 parameters and drops the rest without

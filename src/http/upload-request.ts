@@ -1,7 +1,7 @@
 import type { Response } from 'express';
-import type { Lifecycle } from '../lifecycle';
-import type { RelayMetrics } from '../metrics';
-import { RelayError, ClientGone } from '../errors';
+import type { Lifecycle } from '../kernel/lifecycle';
+import type { RelayMetrics } from '../kernel/metrics';
+import { RelayError, ClientGone } from '../kernel/errors';
 
 /** What every request that moves upload bytes gets, whatever its route. */
 export interface UploadRequestGuard {

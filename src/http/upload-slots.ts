@@ -1,7 +1,7 @@
 import type { RequestHandler } from 'express';
-import { RelayError } from '../errors';
+import { RelayError } from '../kernel/errors';
 import { principalOf } from './client-auth';
-import type { Lifecycle } from '../lifecycle';
+import type { Lifecycle } from '../kernel/lifecycle';
 
 /**
  * Admission before a body byte is read: the process-wide and per-client limits on uploads in

@@ -20,8 +20,13 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { PinoInstrumentation } from '@opentelemetry/instrumentation-pino';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import type { UploadOutcome } from '../upload/outcome';
-import { installTracing, type PartCallHooks, type PartInfo, type Tracing } from './spans';
+import type { UploadOutcome } from '../engine/outcome';
+import {
+  installTracing,
+  type PartCallHooks,
+  type PartInfo,
+  type Tracing,
+} from '../kernel/trace-points';
 
 /** What OTEL_SERVICE_NAME defaults to here (the SDK's own default is `unknown_service:node`). */
 export const DEFAULT_SERVICE_NAME = 'apivideo-upload-relay';
@@ -194,13 +199,13 @@ function errorType(err: unknown): string {
 let loggable: ((url: string) => string) | undefined;
 
 /**
- * A URL's path and query as the relay's log lines show them (src/http/loggable.ts): upload tokens
+ * A URL's path and query as the relay's log lines show them (src/kernel/loggable.ts): upload tokens
  * and credential-named parameters redacted, whatever their spelling. Required at the first
  * request, not here: loggable.ts requires pino, which must be required after the instrumentations.
  */
 function scrubbedUrl(url: string): { 'url.path': string; 'url.query'?: string } {
   loggable ??= // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
-    (require('../http/loggable') as typeof import('../http/loggable')).loggableUrl;
+    (require('../kernel/loggable') as typeof import('../kernel/loggable')).loggableUrl;
   const safe = loggable(url);
   const q = safe.indexOf('?');
   return q < 0

@@ -1,11 +1,11 @@
 import type { Request, RequestHandler } from 'express';
-import { RelayError } from '../errors';
+import { RelayError } from '../kernel/errors';
 import type { Principal } from '../http/client-auth';
 import { uploadGrant } from './bind';
 import { looksLikeUploadToken } from './token';
 import type { UploadTokens } from './tokens';
-import { formatBytes } from '../sizes';
-import { FORM_OVERHEAD_ALLOWANCE } from '../sizes';
+import { formatBytes } from '../kernel/sizes';
+import { FORM_OVERHEAD_ALLOWANCE } from '../kernel/sizes';
 
 export type TokenUse =
   /**

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { RelayError } from '../errors';
-import type { UploadTarget } from '../upload/video-fields';
-import type { UploadTokenRecord } from './store';
+import { RelayError } from '../kernel/errors';
+import type { UploadTarget } from '../engine/video-fields';
+import type { UploadTokenRecord } from '../stores/upload-token-store';
 import type { UploadTokens } from './tokens';
-import { type UploadTokenFields } from './store';
+import { type UploadTokenFields } from '../stores/upload-token-store';
 
 /**
  * The upload's target once its token has had its say: the token's fields win over the client's.

@@ -1,5 +1,5 @@
-import { RelayError } from '../errors';
-import type { UploadTokenFields } from './store';
+import { RelayError } from '../kernel/errors';
+import type { UploadTokenFields } from '../stores/upload-token-store';
 
 /** What a token binds: the upload's limits and the video's fields, which win over the client's. */
 export interface UploadTokenSpec {

@@ -1,8 +1,13 @@
-import { RelayError, type ErrorCode } from '../errors';
+import { RelayError, type ErrorCode } from '../kernel/errors';
 import type { Principal } from '../http/client-auth';
 import type { UploadTokenSpec } from './fields';
 import { hashToken, isTokenId, isWellFormedToken, newToken } from './token';
-import { stateOf, type TokenState, type UploadTokenRecord, type UploadTokenStore } from './store';
+import {
+  stateOf,
+  type TokenState,
+  type UploadTokenRecord,
+  type UploadTokenStore,
+} from '../stores/upload-token-store';
 
 /** What `GET /v1/upload-tokens/{token}` shows: everything but the token and the hash. */
 export interface UploadTokenView {

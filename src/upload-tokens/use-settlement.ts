@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { OutcomeSink, UploadOutcome } from '../upload/outcome';
+import type { OutcomeSink, UploadOutcome } from '../engine/outcome';
 import type { UploadTokens } from './tokens';
 
 /**

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Video } from '../apivideo/types';
-import type { UploadOutcome, UploadRoute } from '../upload/outcome';
-import type { WebhookEventType } from '../webhook-event-types';
+import type { UploadOutcome, UploadRoute } from '../engine/outcome';
+import type { WebhookEventType } from '../kernel/webhook-event-types';
 
 interface UploadData {
   uploadId: string;

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Dispatcher } from 'undici';
-import type { Config } from '../config';
+import type { Config } from '../kernel/config';
 import { webhookEndpoints } from './endpoints';
 import { WebhookMetrics } from './metrics';
 import { HoldingOutbox, MemoryOutbox, RedisOutbox, type OutboxStore } from './outbox';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { type WebhookEventType } from '../webhook-event-types';
+import { type WebhookEventType } from '../kernel/webhook-event-types';
 
 /** One event for one endpoint: endpoints succeed and fail independently, so each has its own. */
 export interface Delivery {

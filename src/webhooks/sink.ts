@@ -1,8 +1,8 @@
-import type { OutcomeSink, UploadOutcome } from '../upload/outcome';
+import type { OutcomeSink, UploadOutcome } from '../engine/outcome';
 import type { WebhookEndpoint } from './endpoints';
 import { eventFromOutcome, testEvent, type WebhookEvent } from './events';
 import type { Delivery, OutboxStore } from './outbox';
-import { type WebhookEventType } from '../webhook-event-types';
+import { type WebhookEventType } from '../kernel/webhook-event-types';
 
 export interface WebhookSinkOptions {
   store: OutboxStore;

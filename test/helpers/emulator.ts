@@ -1,5 +1,5 @@
 import type { VideoCreationPayload } from '../../src/apivideo/types';
-import { withOwner } from '../../src/upload/owner';
+import { withOwner } from '../../src/engine/owner';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/app';
 
 export const TEST_API_KEY = 'test-key-7c1f9a2e5b';

@@ -1,14 +1,14 @@
 import { Writable } from 'node:stream';
 import type { Server } from 'node:http';
 import { ApiVideoClient, type ApiVideoClientOptions } from '../../src/apivideo/client';
-import { loadConfig, type Config } from '../../src/config';
+import { loadConfig, type Config } from '../../src/kernel/config';
 import type { RunningEmulator } from '../../src/emulator/app';
-import type { Lifecycle } from '../../src/lifecycle';
-import { createLogger } from '../../src/logger';
+import type { Lifecycle } from '../../src/kernel/lifecycle';
+import { createLogger } from '../../src/kernel/logger';
 import { createRelay, type Relay, type RelayParts } from '../../src/relay';
-import { createHttpServer, listen } from '../../src/server';
+import { createHttpServer, listen } from '../../src/http/server';
 import { TEST_API_KEY } from './emulator';
-import type { MemoryBudget } from '../../src/upload/memory-budget';
+import type { MemoryBudget } from '../../src/engine/memory-budget';
 
 export interface TestRelay {
   url: string;

@@ -23,9 +23,9 @@ import { uploadRaw } from '../helpers/upload';
 import { Multipart } from '../helpers/multipart';
 import { mintUploadToken } from '../helpers/upload-tokens';
 import { eventually } from '../helpers/wait';
-import { partRuleBroken } from '../../src/upload/part-size';
-import { STEP_BYTES } from '../../src/upload/memory-budget';
-import { UPLOAD_OVERHEAD_BYTES } from '../../src/sizes';
+import { partRuleBroken } from '../../src/engine/part-size';
+import { STEP_BYTES } from '../../src/engine/memory-budget';
+import { UPLOAD_OVERHEAD_BYTES } from '../../src/kernel/sizes';
 
 let emulator: RunningEmulator;
 beforeAll(async () => (emulator = await startTestEmulator()));

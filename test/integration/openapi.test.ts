@@ -6,7 +6,7 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import request from 'supertest';
-import { ERROR_TABLE } from '../../src/errors';
+import { ERROR_TABLE } from '../../src/kernel/errors';
 import openapi from '../../src/http/openapi.json';
 import { MiB } from '../helpers/data';
 import { useRelay } from '../helpers/fixture';

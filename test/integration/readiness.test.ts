@@ -4,8 +4,8 @@ import request from 'supertest';
 import { ApiVideoClient } from '../../src/apivideo/client';
 import { KeyCheck } from '../../src/apivideo/key-check';
 import { createRelay } from '../../src/relay';
-import { loadConfig } from '../../src/config';
-import { createLogger } from '../../src/logger';
+import { loadConfig } from '../../src/kernel/config';
+import { createLogger } from '../../src/kernel/logger';
 import { TEST_API_KEY, startTestEmulator } from '../helpers/emulator';
 import { useEmulator } from '../helpers/fixture';
 

@@ -6,12 +6,12 @@
  * checks the rules every size must keep rather than one fixed size.
  */
 import { MiB } from '../helpers/data';
-import { ownerMark } from '../../src/upload/owner';
+import { ownerMark } from '../../src/engine/owner';
 import { inspectVideo, ownedBy } from '../helpers/emulator';
 import { useRelay } from '../helpers/fixture';
 import { uploadMultipart, uploadRaw } from '../helpers/upload';
-import { partRuleBroken } from '../../src/upload/part-size';
-import { MIN_PART_SIZE } from '../../src/sizes';
+import { partRuleBroken } from '../../src/engine/part-size';
+import { MIN_PART_SIZE } from '../../src/kernel/sizes';
 
 /** Every boundary of the smallest part size api.video takes: below, on and above 1, 2 and 3 parts. */
 function sizesAtMinimum(part: number): number[] {

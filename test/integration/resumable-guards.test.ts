@@ -6,7 +6,7 @@
 import { request as httpRequest } from 'node:http';
 import request from 'supertest';
 import type { RunningEmulator } from '../../src/emulator/app';
-import { RelayError } from '../../src/errors';
+import { RelayError } from '../../src/kernel/errors';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
 import {

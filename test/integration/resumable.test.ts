@@ -6,7 +6,7 @@
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import type { RunningEmulator } from '../../src/emulator/app';
-import { RedisLocker } from '../../src/resumable/upload-lock';
+import { RedisLocker } from '../../src/stores/upload-lock';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
 import {

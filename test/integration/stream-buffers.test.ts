@@ -3,10 +3,10 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { getDefaultHighWaterMark, setDefaultHighWaterMark } from 'node:stream';
 import type { Writable } from 'node:stream';
-import { createHttpServer, listen } from '../../src/server';
-import { readForm } from '../../src/upload/multipart-intake';
-import { STREAM_HIGH_WATER_MARK, bodyStream, byteTransform } from '../../src/upload/stream-buffers';
-import { RelayError } from '../../src/errors';
+import { createHttpServer, listen } from '../../src/http/server';
+import { readForm } from '../../src/http/multipart-intake';
+import { STREAM_HIGH_WATER_MARK, bodyStream, byteTransform } from '../../src/http/stream-buffers';
+import { RelayError } from '../../src/kernel/errors';
 
 // busboy's parser is made inside readForm: record it to read its buffer size.
 const parsers: Writable[] = [];
@@ -85,7 +85,7 @@ test('no stream on the relay’s byte path is built with Node’s default buffer
   const src = join(__dirname, '../../src');
   const files = readdirSync(src, { recursive: true, encoding: 'utf8' }).filter(
     (f) =>
-      f.endsWith('.ts') && !f.startsWith('emulator') && f !== join('upload', 'stream-buffers.ts'),
+      f.endsWith('.ts') && !f.startsWith('emulator') && f !== join('http', 'stream-buffers.ts'),
   );
   // Constructed (with or without `new`, from a namespace or not), made with `.from`, or extended.
   const STREAMS = 'PassThrough|Transform|Readable|Writable|Duplex';

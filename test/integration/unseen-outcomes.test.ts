@@ -7,7 +7,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import request from 'supertest';
 import { request as undici } from 'undici';
-import type { UploadOutcome } from '../../src/upload/outcome';
+import type { UploadOutcome } from '../../src/engine/outcome';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo } from '../helpers/emulator';
 import { useRelay } from '../helpers/fixture';

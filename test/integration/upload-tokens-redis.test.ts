@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import type { RunningEmulator } from '../../src/emulator/app';
-import { RedisUploadTokenStore } from '../../src/upload-tokens/redis-store';
+import { RedisUploadTokenStore } from '../../src/stores/redis-upload-token-store';
 import { UploadTokens } from '../../src/upload-tokens/tokens';
 import { waitForRedis } from '../helpers/resumable';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';

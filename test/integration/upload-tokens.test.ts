@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import request from 'supertest';
 import { mintUploadToken } from '../helpers/upload-tokens';
 import type { RunningEmulator } from '../../src/emulator/app';
-import { MemoryUploadTokenStore } from '../../src/upload-tokens/store';
+import { MemoryUploadTokenStore } from '../../src/stores/upload-token-store';
 import { UploadTokens } from '../../src/upload-tokens/tokens';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';

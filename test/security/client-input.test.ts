@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request as undici } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
-import type { UploadOutcome } from '../../src/upload/outcome';
+import type { UploadOutcome } from '../../src/engine/outcome';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { multipartAround } from '../helpers/upload';

@@ -8,7 +8,7 @@ import request from 'supertest';
 import { mintUploadToken } from '../helpers/upload-tokens';
 import { request as undiciRequest } from 'undici';
 import type { RunningEmulator } from '../../src/emulator/app';
-import type { UploadOutcome } from '../../src/upload/outcome';
+import type { UploadOutcome } from '../../src/engine/outcome';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo, startTestEmulator } from '../helpers/emulator';
 import { startTestRelay, type TestRelay } from '../helpers/relay';

@@ -2,10 +2,10 @@
  * The budgeted cutter: parts of adaptive sizes, each in room reserved before its first byte, and
  * the order that keeps many uploads on a small budget free of deadlock.
  */
-import { BlockPool, DEFAULT_BLOCK_SIZE } from '../../src/upload/block-pool';
-import { BudgetedCutter, type HeldPart } from '../../src/upload/budgeted-cutter';
-import { MemoryBudget, STEP_BYTES } from '../../src/upload/memory-budget';
-import { PartSizer, partRuleBroken } from '../../src/upload/part-size';
+import { BlockPool, DEFAULT_BLOCK_SIZE } from '../../src/engine/block-pool';
+import { BudgetedCutter, type HeldPart } from '../../src/engine/budgeted-cutter';
+import { MemoryBudget, STEP_BYTES } from '../../src/engine/memory-budget';
+import { PartSizer, partRuleBroken } from '../../src/engine/part-size';
 
 /** Small sizes keep the tables readable; the rules do not depend on them. */
 const MIN = 10;

@@ -1,4 +1,8 @@
-import { parseChunkRange, planPart, RangeProblem } from '../../src/upload-tokens/chunk-range';
+import {
+  parseChunkRange,
+  planPart,
+  RangeProblem,
+} from '../../src/routes/apivideo-upload/chunk-range';
 
 const MiB = 1024 * 1024;
 

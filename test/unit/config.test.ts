@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, parseSize } from '../../src/config';
+import { ConfigError, loadConfig, parseSize } from '../../src/kernel/config';
 import { MiB } from '../helpers/data';
 
 const KEY = { APIVIDEO_API_KEY: 'k-123456' };

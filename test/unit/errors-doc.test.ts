@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_TABLE, PROBLEM_TYPE_BASE, RelayError, toProblem } from '../../src/errors';
+import { ERROR_TABLE, PROBLEM_TYPE_BASE, RelayError, toProblem } from '../../src/kernel/errors';
 
 const doc = readFileSync(join(__dirname, '../../docs/errors.md'), 'utf8');
 const rows = [...doc.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|/gm)].map(
@@ -11,7 +11,7 @@ const rows = [...doc.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d+)\s*\|\s*([^|]+?)\s*
   }),
 );
 
-test('docs/errors.md lists exactly the codes of src/errors.ts, with their status and title', () => {
+test('docs/errors.md lists exactly the codes of src/kernel/errors.ts, with their status and title', () => {
   const table = Object.entries(ERROR_TABLE).map(([code, { status, title }]) => ({
     code,
     status,

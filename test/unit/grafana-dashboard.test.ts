@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RelayMetrics } from '../../src/metrics';
+import { RelayMetrics } from '../../src/kernel/metrics';
 import { WebhookMetrics } from '../../src/webhooks/metrics';
 import { checkDashboard } from '../monitoring/grafana-schema';
 import { metricNames, variableQueryMetricNames } from '../monitoring/promql';

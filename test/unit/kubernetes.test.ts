@@ -8,8 +8,8 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { parseSize, SECRET_SETTINGS } from '../../src/config';
-import { UPLOAD_OVERHEAD_BYTES } from '../../src/sizes';
+import { parseSize, SECRET_SETTINGS } from '../../src/kernel/config';
+import { UPLOAD_OVERHEAD_BYTES } from '../../src/kernel/sizes';
 
 const ROOT = join(__dirname, '../..');
 const OVERLAY = join(ROOT, 'deploy/kubernetes/overlays/example');

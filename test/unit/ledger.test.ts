@@ -11,7 +11,7 @@ import {
   recordUploaded,
   unsettled,
   type PartLedger,
-} from '../../src/upload/ledger';
+} from '../../src/engine/ledger';
 
 const part = (number: number, size: number, last = false) => ({
   number,

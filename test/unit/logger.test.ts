@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createLogger, scrubSecrets } from '../../src/logger';
+import { createLogger, scrubSecrets } from '../../src/kernel/logger';
 
 function capture(secrets: string[]) {
   let out = '';

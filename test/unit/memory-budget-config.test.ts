@@ -1,6 +1,6 @@
 /** UPLOAD_MEMORY_BUDGET: its default from the detected memory, and the cgroup reading behind it. */
-import { ConfigError, loadConfig } from '../../src/config';
-import { detectSystemMemory } from '../../src/system-memory';
+import { ConfigError, loadConfig } from '../../src/kernel/config';
+import { detectSystemMemory } from '../../src/kernel/system-memory';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

@@ -1,6 +1,6 @@
 /** The budget's gauges read its own accounting when scraped. */
-import { RelayMetrics } from '../../src/metrics';
-import { MemoryBudget } from '../../src/upload/memory-budget';
+import { RelayMetrics } from '../../src/kernel/metrics';
+import { MemoryBudget } from '../../src/engine/memory-budget';
 
 test('relay_memory_budget_bytes, relay_memory_reserved_bytes and waiting uploads follow the budget', async () => {
   const metrics = new RelayMetrics();

@@ -1,5 +1,5 @@
 /** UPLOAD_MEMORY_BUDGET's accounting: FIFO waits instead of refusals, aborts, and the invariants. */
-import { MemoryBudget } from '../../src/upload/memory-budget';
+import { MemoryBudget } from '../../src/engine/memory-budget';
 
 /** Settles whatever is ready: a grant is a resolved promise, so a few turns of the queue see it. */
 const turns = async (n = 5) => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MINIMUM_NODE, satisfiesMinimum } from '../../src/node-version';
+import { MINIMUM_NODE, satisfiesMinimum } from '../../src/kernel/node-version';
 
 const ROOT = join(__dirname, '../..');
 const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');

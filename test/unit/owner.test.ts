@@ -5,7 +5,7 @@ import {
   ownedTarget,
   ownerMark,
   withOwner,
-} from '../../src/upload/owner';
+} from '../../src/engine/owner';
 
 const mark = (principal: string) => ({ key: OWNER_METADATA_KEY, value: ownerMark(principal) });
 

@@ -1,5 +1,5 @@
-import { PartQueue } from '../../src/upload/part-queue';
-import type { Part } from '../../src/upload/part-queue';
+import { PartQueue } from '../../src/engine/part-queue';
+import type { Part } from '../../src/engine/part-queue';
 
 const part = (number: number): Part => ({ number, chunks: [], size: 0 });
 

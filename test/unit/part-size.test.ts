@@ -1,6 +1,6 @@
 /** The adaptive part size: starts at api.video's minimum, grows with a fast client, within the rules. */
-import { PartSizer, clampSize, partRuleBroken } from '../../src/upload/part-size';
-import { MIN_PART_SIZE } from '../../src/sizes';
+import { PartSizer, clampSize, partRuleBroken } from '../../src/engine/part-size';
+import { MIN_PART_SIZE } from '../../src/kernel/sizes';
 
 const MiB = 1024 * 1024;
 

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createLogger, prettyLogsWanted } from '../../src/logger';
+import { createLogger, prettyLogsWanted } from '../../src/kernel/logger';
 
 function capture() {
   let text = '';

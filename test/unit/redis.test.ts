@@ -1,5 +1,5 @@
 /** What the relay passes to ioredis, and the session-store line it logs at start-up. */
-import { describeSessionStore, redisConnection } from '../../src/redis';
+import { describeSessionStore, redisConnection } from '../../src/stores/redis';
 
 const resumable = (
   redisUrl?: string,

@@ -1,5 +1,5 @@
 /** `NAME_FILE` settings (Docker and Kubernetes secrets): pure, with a fake file system. */
-import { ConfigError, loadConfig, readSecretFiles, SECRET_SETTINGS } from '../../src/config';
+import { ConfigError, loadConfig, readSecretFiles, SECRET_SETTINGS } from '../../src/kernel/config';
 
 const enoent = (path: string) =>
   Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), {

@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SECRET_SETTINGS } from '../../src/config';
+import { SECRET_SETTINGS } from '../../src/kernel/config';
 
 const root = join(__dirname, '../..');
 const read = (file: string) => readFileSync(join(root, file), 'utf8');
 // Every name loadConfig reads: r.int('NAME'…), r.raw('NAME'), r.either('NAME')…
 const settings = [
   ...new Set(
-    [...read('src/config.ts').matchAll(/r\.\w+(?:<[^>]+>)?\('([A-Z][A-Z0-9_]+)'/g)].map(
+    [...read('src/kernel/config.ts').matchAll(/r\.\w+(?:<[^>]+>)?\('([A-Z][A-Z0-9_]+)'/g)].map(
       (m) => m[1]!,
     ),
   ),

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, tracingEndpoint } from '../../src/config';
+import { ConfigError, loadConfig, tracingEndpoint } from '../../src/kernel/config';
 import { commandAndKeys } from '../../src/tracing/sdk';
 
 describe('whether traces are on (src/tracing.ts and the start-up line decide alike)', () => {

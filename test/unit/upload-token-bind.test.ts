@@ -1,6 +1,6 @@
 import { bindTokenFields } from '../../src/upload-tokens/bind';
-import type { UploadTarget } from '../../src/upload/video-fields';
-import { redactTokens } from '../../src/logger';
+import type { UploadTarget } from '../../src/engine/video-fields';
+import { redactTokens } from '../../src/kernel/logger';
 
 const client: UploadTarget = {
   kind: 'create',

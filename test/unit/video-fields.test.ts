@@ -1,9 +1,9 @@
-import { RelayError } from '../../src/errors';
+import { RelayError } from '../../src/kernel/errors';
 import {
   fieldValuesFromQuery,
   titleFromFilename,
   uploadTarget,
-} from '../../src/upload/video-fields';
+} from '../../src/engine/video-fields';
 
 const fields = (entries: Array<[string, string]>) => {
   const map = new Map<string, string[]>();

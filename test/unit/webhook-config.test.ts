@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { ConfigError, isWebhookSecret, loadConfig } from '../../src/config';
+import { ConfigError, isWebhookSecret, loadConfig } from '../../src/kernel/config';
 import { DEFAULT_RETRY_SCHEDULE, parseRetryAfter } from '../../src/webhooks/worker';
-import { WEBHOOK_EVENT_TYPES } from '../../src/webhook-event-types';
+import { WEBHOOK_EVENT_TYPES } from '../../src/kernel/webhook-event-types';
 
 const KEY = { APIVIDEO_API_KEY: 'k-123456' };
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;

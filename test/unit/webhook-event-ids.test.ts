@@ -1,5 +1,5 @@
 /** An upload's ending has one webhook-id: a repeated report of it is the same event. */
-import type { UploadOutcome } from '../../src/upload/outcome';
+import type { UploadOutcome } from '../../src/engine/outcome';
 import { eventFromOutcome } from '../../src/webhooks/events';
 
 const failed = (over: Partial<UploadOutcome> = {}): UploadOutcome =>
