@@ -33,8 +33,8 @@ import { PartQueue } from './part-queue';
 import { PartSizer } from './part-size';
 import { askApiVideo, isAlreadyUploaded } from './reconcile';
 import { toRelayError } from './upstream-failure';
-import { formatBytes } from '../kernel/sizes';
 import { smallerLimit } from '../kernel/sizes';
+import { fileTooLarge } from '../kernel/errors';
 
 /** The process-wide memory every transfer draws on. */
 export interface Memory {
@@ -217,10 +217,7 @@ export class Transfer {
     }
     const maxFileSize = smallerLimit(this.settings.maxFileSize, this.request.maxFileSize);
     if (maxFileSize > 0 && this.position + chunk.length > maxFileSize) {
-      throw new RelayError(
-        'file_too_large',
-        `The file is larger than ${formatBytes(maxFileSize)}.`,
-      );
+      throw fileTooLarge(maxFileSize);
     }
     this.position += chunk.length;
     this.received += chunk.length;

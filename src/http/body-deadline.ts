@@ -1,15 +1,11 @@
 import type { Request, RequestHandler } from 'express';
+import { declaresBody } from './body';
 
 /** True for the requests whose body is a file the upload engine streams (and times itself). */
 function streamsAnUpload(req: Request): boolean {
   if (req.method === 'POST' && (req.path === '/v1/videos' || req.path === '/upload')) return true;
   const tus = req.path === '/v1/uploads' || req.path.startsWith('/v1/uploads/');
   return tus && (req.method === 'POST' || req.method === 'PATCH');
-}
-
-function declaresBody(req: Request): boolean {
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
 }
 
 /**

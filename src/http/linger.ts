@@ -1,4 +1,5 @@
 import type { Request, Response } from 'express';
+import { declaresBody } from './body';
 
 /** How long, and how much, an unread body is drained after an early error answer. */
 export const LINGER = { ms: 5_000, bytes: 32 * 1024 * 1024 };
@@ -14,11 +15,7 @@ export const LINGER = { ms: 5_000, bytes: 32 * 1024 * 1024 };
  */
 export function lingerOnUnreadBody(req: Request, res: Response): void {
   // A GET or HEAD usually has no body; one that declares a body is drained and bounded too.
-  const declared =
-    req.headers['content-length'] !== undefined
-      ? req.headers['content-length'] !== '0'
-      : req.headers['transfer-encoding'] !== undefined;
-  if (req.complete || !declared) return;
+  if (req.complete || !declaresBody(req)) return;
   let drained = 0;
   let timer: NodeJS.Timeout | undefined;
   const cut = () => req.socket.destroy();

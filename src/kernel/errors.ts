@@ -1,3 +1,5 @@
+import { formatBytes } from './sizes';
+
 /**
  * Every error the relay answers with. The `code` is public: clients and dashboards match on it,
  * so a code is never renamed or reused. docs/errors.md is generated from this table by a test
@@ -159,4 +161,17 @@ export function failingFast<T extends object>(store: T, ready: () => boolean): T
       };
     },
   });
+}
+
+/** Over a size limit: UPLOAD_MAX_FILE_SIZE, an upload token's maxFileSize, a part's 128 MiB. */
+export function fileTooLarge(
+  limit: number,
+  whose: 'relay' | 'token' | 'chunk' = 'relay',
+): RelayError {
+  const detail = {
+    relay: `The file is larger than ${formatBytes(limit)}.`,
+    token: `The file is larger than this upload token allows (${formatBytes(limit)}).`,
+    chunk: `A chunk is at most ${formatBytes(limit)}.`,
+  }[whose];
+  return new RelayError('file_too_large', detail);
 }

@@ -1,11 +1,10 @@
 import type { Request, RequestHandler } from 'express';
-import { RelayError } from '../kernel/errors';
 import type { Principal } from '../http/client-auth';
 import { uploadGrant } from './bind';
 import { looksLikeUploadToken } from './token';
 import type { UploadTokens } from './tokens';
-import { formatBytes } from '../kernel/sizes';
 import { FORM_OVERHEAD_ALLOWANCE } from '../kernel/sizes';
+import { fileTooLarge } from '../kernel/errors';
 
 export type TokenUse =
   /**
@@ -76,9 +75,5 @@ function refuseDeclaredOverLimit(req: Request, maxFileSize: number | undefined):
     (tusLength === undefined &&
       length !== undefined &&
       Number(length) > maxFileSize + (multipart ? FORM_OVERHEAD_ALLOWANCE : 0));
-  if (over)
-    throw new RelayError(
-      'file_too_large',
-      `The file is larger than this upload token allows (${formatBytes(maxFileSize)}).`,
-    );
+  if (over) throw fileTooLarge(maxFileSize, 'token');
 }

@@ -29,10 +29,12 @@ import {
 import { receiveChunk, type ChunkForm } from './chunk-intake';
 import type { TokenUploadRef } from '../../stores/upload-token-store';
 import type { UploadTokens } from '../../upload-tokens/tokens';
-import { formatBytes, MAX_PART_SIZE } from '../../kernel/sizes';
+import { MAX_PART_SIZE } from '../../kernel/sizes';
 import { FORM_OVERHEAD_ALLOWANCE } from '../../kernel/sizes';
 import { smallerLimit } from '../../kernel/sizes';
 import { SESSION_VERSION, type UploadSession, type ChunkProgress } from '../../sessions/session';
+import { contentLength } from '../../http/body';
+import { fileTooLarge } from '../../kernel/errors';
 
 export const TOKEN_UPLOAD_PATH = '/upload';
 
@@ -301,14 +303,13 @@ async function sendChunk(
     seen: (n) => {
       received += n;
       if (c.limit > 0 && acknowledgedBytes(state.ledger) + received > c.limit)
-        throw tooLarge(c.limit);
+        throw fileTooLarge(c.limit);
       if (plan.length !== undefined && received > plan.length)
         throw new RelayError(
           'upload_chunk_invalid',
           `The chunk is longer than its Content-Range says (${plan.length} bytes).`,
         );
-      if (received > MAX_PART_SIZE)
-        throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_PART_SIZE)}.`);
+      if (received > MAX_PART_SIZE) throw fileTooLarge(MAX_PART_SIZE, 'chunk');
     },
     // Before api.video sees the end of a chunk shorter than its Content-Range says.
     ended: () => {
@@ -503,13 +504,12 @@ function checkDeclaredLength(req: Request, range: ChunkRange, limit: number): vo
       'Send the chunk as multipart/form-data with one file field.',
     );
   // The file's size as the range declares it: refused now, before a byte of the body is read.
-  if (limit > 0 && range.kind === 'bytes' && range.size > limit) throw tooLarge(limit);
-  const declared =
-    req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  if (limit > 0 && range.kind === 'bytes' && range.size > limit) throw fileTooLarge(limit);
+  const declared = contentLength(req);
   if (declared === undefined) return;
-  if (limit > 0 && declared > limit + FORM_OVERHEAD_ALLOWANCE) throw tooLarge(limit);
+  if (limit > 0 && declared > limit + FORM_OVERHEAD_ALLOWANCE) throw fileTooLarge(limit);
   if (range.kind !== 'whole' && declared > MAX_PART_SIZE + FORM_OVERHEAD_ALLOWANCE)
-    throw new RelayError('file_too_large', `A chunk is at most ${formatBytes(MAX_PART_SIZE)}.`);
+    throw fileTooLarge(MAX_PART_SIZE, 'chunk');
 }
 
 /** The token's maxFileSize on a whole file (the engine enforces UPLOAD_MAX_FILE_SIZE itself). */
@@ -517,7 +517,7 @@ function limitTo(limit: number): Transform {
   let seen = 0;
   return byteTransform((chunk: Buffer, _enc, done) => {
     seen += chunk.length;
-    if (limit > 0 && seen > limit) return done(tooLarge(limit));
+    if (limit > 0 && seen > limit) return done(fileTooLarge(limit));
     done(null, chunk);
   });
 }
@@ -537,10 +537,6 @@ async function* countBytes(
     broken.error = err;
     throw err;
   }
-}
-
-function tooLarge(limit: number): RelayError {
-  return new RelayError('file_too_large', `The file is larger than ${formatBytes(limit)}.`);
 }
 
 function notThisToken(): RelayError {

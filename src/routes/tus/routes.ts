@@ -29,8 +29,9 @@ import {
 } from './protocol';
 import type { UploadLock } from '../../stores/upload-lock';
 import { expiredError, type UploadSessions } from '../../sessions/upload-sessions';
-import { formatBytes } from '../../kernel/sizes';
 import { SESSION_VERSION, type UploadSession } from '../../sessions/session';
+import { declaresBody } from '../../http/body';
+import { fileTooLarge } from '../../kernel/errors';
 
 export const UPLOADS_PATH = '/v1/uploads';
 
@@ -261,7 +262,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
     res.setHeader('Upload-Expires', new Date(session.expiresAt).toUTCString());
     // A body sent chunked (no Content-Length) is an upload too.
     const withUpload =
-      header(req, 'content-type')?.toLowerCase().startsWith(OFFSET_STREAM) && hasBody(req);
+      header(req, 'content-type')?.toLowerCase().startsWith(OFFSET_STREAM) && declaresBody(req);
     if (!withUpload) return void res.status(201).end();
     await write(req, res, session.id, 0, 201);
   };
@@ -270,13 +271,8 @@ export function resumableRoutes(deps: ResumableDeps): Router {
   function checkSize(length: number | undefined, tokenLimit: number | undefined): void {
     if (length === undefined) return;
     const max = engine.settings.maxFileSize;
-    if (max > 0 && length > max)
-      throw new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
-    if (tokenLimit && length > tokenLimit)
-      throw new RelayError(
-        'file_too_large',
-        `The file is larger than this upload token allows (${formatBytes(tokenLimit)}).`,
-      );
+    if (max > 0 && length > max) throw fileTooLarge(max);
+    if (tokenLimit && length > tokenLimit) throw fileTooLarge(tokenLimit, 'token');
   }
 
   /** Waits for the request writing to the upload to stop (it is asked to), then the true offset. */
@@ -348,7 +344,7 @@ export function resumableRoutes(deps: ResumableDeps): Router {
         guard.signal,
         () => guard.abort(superseded()),
         async (session, lock) => {
-          if (session.completed && offset === offsetOf(session) && !hasBody(req)) {
+          if (session.completed && offset === offsetOf(session) && !declaresBody(req)) {
             describe(res, session);
             return void res.status(status).end();
           }
@@ -584,11 +580,6 @@ function storeFull(): RelayError {
     'The relay holds as many resumable bytes as it may, for all clients or for you: what did not fit is not counted; send it again shortly.',
     { headers: { 'Retry-After': '30' } },
   );
-}
-
-function hasBody(req: Request): boolean {
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
 }
 
 function superseded(): RelayError {

@@ -14,8 +14,9 @@ import { continueIfExpected } from '../../http/linger';
 import { guardUploadRequest } from '../../http/upload-request';
 import { applyUploadToken, uploadTokenOf } from '../../upload-tokens/bind';
 import { idOf } from '../../http/request-id';
-import { formatBytes } from '../../kernel/sizes';
 import { FORM_OVERHEAD_ALLOWANCE } from '../../kernel/sizes';
+import { contentLength } from '../../http/body';
+import { fileTooLarge } from '../../kernel/errors';
 
 export interface UploadRouteDeps {
   engine: UploadEngine;
@@ -71,7 +72,7 @@ export function uploadRoute(deps: UploadRouteDeps): RequestHandler {
         bodyComplete: intake.bodyComplete,
         classifyStreamError: intake.classifyStreamError,
         // The body's length bounds the file's (a form's framing only adds to it).
-        sizeHint: contentLength(req),
+        sizeHint: contentLength(req) || undefined,
         signal: guard.signal,
         halt: guard.halt,
         logger: log,
@@ -111,11 +112,10 @@ async function openIntake(
   max: number,
 ): Promise<Intake> {
   const type = (req.headers['content-type'] ?? '').toLowerCase();
-  const declared =
-    req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  const declared = contentLength(req);
   if (type.startsWith('multipart/form-data')) {
     if (max > 0 && declared !== undefined && declared > max + FORM_OVERHEAD_ALLOWANCE)
-      throw tooLarge(max);
+      throw fileTooLarge(max);
     continueIfExpected(req, res);
     const form = await receiveMultipart(req, deps.formLimits);
     return {
@@ -131,7 +131,7 @@ async function openIntake(
     };
   }
   if (type.startsWith('video/') || type.startsWith('application/octet-stream')) {
-    if (max > 0 && declared !== undefined && declared > max) throw tooLarge(max);
+    if (max > 0 && declared !== undefined && declared > max) throw fileTooLarge(max);
     if (declared === 0) throw new RelayError('empty_file', 'The file has no bytes.');
     const fields = fieldValuesFromQuery(req.query);
     const filename = fields.get('filename')?.[0];
@@ -145,16 +145,4 @@ async function openIntake(
     'unsupported_media_type',
     'Send multipart/form-data with a "file" field, or the file itself as video/* or application/octet-stream.',
   );
-}
-
-function tooLarge(max: number): RelayError {
-  return new RelayError('file_too_large', `The file is larger than ${formatBytes(max)}.`);
-}
-
-/** A Content-Length Node's parser has accepted (so the body cannot exceed it), or undefined. */
-function contentLength(req: Request): number | undefined {
-  const header = req.headers['content-length'];
-  if (header === undefined || !/^\d+$/.test(header)) return undefined;
-  const n = Number(header);
-  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
