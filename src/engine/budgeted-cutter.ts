@@ -212,18 +212,7 @@ export class BudgetedCutter {
       : Math.max(1, Math.min(this.options.sizer.next, this.maxBytes), reservation.size);
     // A part sent before is exactly its size again: room beyond it goes back.
     reservation.shrinkTo(target);
-    this.open = {
-      number: this.nextNumber++,
-      from: this.position,
-      bound: recorded !== undefined,
-      target,
-      reservation,
-      chunks: [],
-      pool: this.poolFor(target),
-      block: undefined,
-      blockFill: 0,
-      fillMs: 0,
-    };
+    this.begin(reservation, target, recorded !== undefined);
   }
 
   /** The last part (its room shrunk to its size), or undefined when no byte ever arrived. */
@@ -281,11 +270,20 @@ export class BudgetedCutter {
       reservation.release();
       throw new Error('the cutter is closed');
     }
+    this.begin(
+      reservation,
+      whole && !recorded ? Math.min(target, reservation.size) : target,
+      recorded !== undefined,
+    );
+  }
+
+  /** The next part opens at the current position, in this room, to be filled to `target`. */
+  private begin(reservation: Reservation, target: number, bound: boolean): void {
     this.open = {
       number: this.nextNumber++,
       from: this.position,
-      bound: recorded !== undefined,
-      target: whole && !recorded ? Math.min(target, reservation.size) : target,
+      bound,
+      target,
       reservation,
       chunks: [],
       pool: this.poolFor(target),

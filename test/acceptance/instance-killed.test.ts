@@ -5,32 +5,19 @@
  * saved (each part recorded before it went out), ask api.video what landed, and every upload
  * completes, byte-exact.
  */
-import { Upload } from 'tus-js-client';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { TEST_API_KEY, inspectVideo } from '../helpers/emulator';
 import { useEmulator } from '../helpers/fixture';
 import { startRelayProcess, type RelayProcess } from '../helpers/process';
 import { testPrefix } from '../helpers/resumable';
 import { roundRobin } from '../helpers/tcp-proxy';
+import { shippedTusClient } from '../helpers/tus';
 import { eventually } from '../helpers/wait';
 
 const TOKEN = 'instance-killed-token-0123';
 const UPLOADS = 8;
 const SIZE = 40 * MiB;
 const fixture = useEmulator();
-
-function shippedClient(endpoint: string, data: Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const upload = new Upload(data, {
-      endpoint,
-      headers: { Authorization: `Bearer ${TOKEN}` },
-      metadata: { filename: 'clip.mp4' },
-      onError: reject,
-      onSuccess: (payload) => resolve(payload.lastResponse.getHeader('Upload-Video-Id')!),
-    });
-    upload.start();
-  });
-}
 
 test(`${UPLOADS} tus uploads over three instances, one killed with parts in flight: all complete byte-exact`, async () => {
   const { emulator } = fixture;
@@ -54,7 +41,7 @@ test(`${UPLOADS} tus uploads over three instances, one killed with parts in flig
     balancer = await roundRobin(instances.map((r) => Number(new URL(r.url).port)));
     const files = Array.from({ length: UPLOADS }, () => randomBytesOf(SIZE));
     const done = Promise.all(
-      files.map((data) => shippedClient(`${balancer!.url}/v1/uploads`, data)),
+      files.map((data) => shippedTusClient(`${balancer!.url}/v1/uploads`, data, TOKEN)),
     );
     // Killed as uploads end: last parts (`part N/N`) are on the wire, api.video keeps them while
     // their answers die with the instance.

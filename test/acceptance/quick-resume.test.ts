@@ -6,7 +6,6 @@
  * its bytes, so every upload completes, byte-exact (the emulator refuses a part number re-sent
  * with other bytes). In memory and with sessions in Redis.
  */
-import { Upload } from 'tus-js-client';
 import type { AddressInfo } from 'node:net';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo } from '../helpers/emulator';
@@ -14,25 +13,12 @@ import { useEmulator } from '../helpers/fixture';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { testPrefix, waitForRedis } from '../helpers/resumable';
 import { patchCuttingProxy } from '../helpers/tcp-proxy';
+import { shippedTusClient } from '../helpers/tus';
 
 const TOKEN = 'quick-resume-token-012345';
 const UPLOADS = 10;
 const SIZE = 30 * MiB;
 const fixture = useEmulator();
-
-/** tus-js-client with nothing changed but where to upload and who is uploading. */
-function shippedClient(endpoint: string, data: Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const upload = new Upload(data, {
-      endpoint,
-      headers: { Authorization: `Bearer ${TOKEN}` },
-      metadata: { filename: 'clip.mp4' },
-      onError: reject,
-      onSuccess: (payload) => resolve(payload.lastResponse.getHeader('Upload-Video-Id')!),
-    });
-    upload.start();
-  });
-}
 
 describe.each([
   ['sessions in memory', {}],
@@ -63,7 +49,7 @@ describe.each([
       proxy.close = () => cutting.close();
       const files = Array.from({ length: UPLOADS }, () => randomBytesOf(SIZE));
       const videoIds = await Promise.all(
-        files.map((data) => shippedClient(`${cutting.url}/v1/uploads`, data)),
+        files.map((data) => shippedTusClient(`${cutting.url}/v1/uploads`, data, TOKEN)),
       );
       expect(cutting.cut()).toHaveLength(UPLOADS);
       for (const [i, videoId] of videoIds.entries())

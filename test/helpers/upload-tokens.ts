@@ -1,3 +1,6 @@
+import { Readable } from 'node:stream';
+import { request as undici } from 'undici';
+import { multipartAround } from './upload';
 import request from 'supertest';
 
 export interface MintedToken {
@@ -19,4 +22,36 @@ export async function mintUploadToken(
     .send(body);
   expect(res.status).toBe(201);
   return res.body as MintedToken;
+}
+
+/**
+ * One request to api.video's `POST /upload?token=` as its uploaders send it: a form with the file
+ * (the whole file, or one chunk with its `Content-Range`) and, on later chunks, the `videoId`.
+ */
+export async function postToUpload(
+  relayUrl: string,
+  token: string,
+  data: Buffer,
+  options: { range?: string; videoId?: string; requestId?: string } = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: Record<string, unknown> }> {
+  const form = multipartAround(Readable.from([data]), data.length, {
+    fields: options.videoId ? [['videoId', options.videoId]] : [],
+    filename: 'clip.mp4',
+  });
+  const res = await undici(`${relayUrl}/upload?token=${encodeURIComponent(token)}`, {
+    method: 'POST',
+    headers: {
+      'content-type': form.contentType,
+      'content-length': String(form.length),
+      ...(options.range ? { 'content-range': options.range } : {}),
+      ...(options.requestId ? { 'x-request-id': options.requestId } : {}),
+    },
+    body: form.body,
+  });
+  const text = await res.body.text();
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+  };
 }

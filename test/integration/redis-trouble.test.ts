@@ -5,8 +5,7 @@
  * with SIGCONT, without a restart).
  */
 import request from 'supertest';
-import { PassThrough, Readable } from 'node:stream';
-import { request as undici } from 'undici';
+import { PassThrough } from 'node:stream';
 import type { UploadOutcome } from '../../src/engine/outcome';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo } from '../helpers/emulator';
@@ -14,8 +13,8 @@ import { useEmulator } from '../helpers/fixture';
 import { startOwnRedis, type OwnRedis } from '../helpers/redis-server';
 import { startTestRelay, type TestRelay } from '../helpers/relay';
 import { TUS, auth, createUpload, patch, testPrefix, waitForRedis } from '../helpers/resumable';
-import { multipartAround, uploadRaw } from '../helpers/upload';
-import { mintUploadToken } from '../helpers/upload-tokens';
+import { uploadRaw } from '../helpers/upload';
+import { mintUploadToken, postToUpload } from '../helpers/upload-tokens';
 import { eventually } from '../helpers/wait';
 
 const TOKEN = 'redis-trouble-token-01234';
@@ -113,7 +112,7 @@ test('Redis hung (SIGSTOP): 503 session_store_unavailable within 5 s on every ro
           .send(data.subarray(3 * MiB, 4 * MiB)),
       mint: () => request(url).post('/v1/upload-tokens').set(auth(TOKEN)).send({}),
       'upload with a token': () => uploadRaw(url, 1000, { headers: auth(token) }),
-      '/upload?token=': () => tokenUpload(url, token),
+      '/upload?token=': () => postToUpload(url, token, randomBytesOf(1000)),
     };
     for (const [route, send] of Object.entries(refusals)) {
       const started = Date.now();
@@ -147,7 +146,7 @@ test('Redis hung (SIGSTOP): 503 session_store_unavailable within 5 s on every ro
         sha256: sha256(data),
       },
     );
-    expect((await tokenUpload(url, token)).status).toBe(201);
+    expect((await postToUpload(url, token, randomBytesOf(1000))).status).toBe(201);
   } finally {
     held.destroy();
     redis.resume();
@@ -155,16 +154,3 @@ test('Redis hung (SIGSTOP): 503 session_store_unavailable within 5 s on every ro
     await redis.stop();
   }
 });
-
-/** A whole file on api.video's own `POST /upload?token=`. */
-async function tokenUpload(url: string, token: string) {
-  const data = randomBytesOf(1000);
-  const form = multipartAround(Readable.from([data]), data.length, { filename: 'clip.mp4' });
-  const res = await undici(`${url}/upload?token=${encodeURIComponent(token)}`, {
-    method: 'POST',
-    headers: { 'content-type': form.contentType, 'content-length': String(form.length) },
-    body: form.body,
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, body: JSON.parse(text) as unknown };
-}

@@ -4,17 +4,15 @@
  * guessing: a complete source is a completion (the answer, the outcome, the webhook), never a
  * failure, and its video is never deleted; a part number goes out again only with its own bytes.
  */
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import request from 'supertest';
-import { request as undici } from 'undici';
 import type { UploadOutcome } from '../../src/engine/outcome';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo } from '../helpers/emulator';
 import { useRelay } from '../helpers/fixture';
 import { TUS, auth, createUpload, headOffset, patch } from '../helpers/resumable';
 import { uploadMultipart } from '../helpers/upload';
-import { mintUploadToken } from '../helpers/upload-tokens';
-import { multipartAround } from '../helpers/upload';
+import { mintUploadToken, postToUpload } from '../helpers/upload-tokens';
 
 const TOKEN = 'unseen-outcomes-token-0123';
 const outcomes: UploadOutcome[] = [];
@@ -66,7 +64,7 @@ describe('the last part is kept but its answer is lost', () => {
     const { token } = await mintUploadToken(fixture.url, TOKEN);
     fixture.emulator.faults.add({ target: 'part', part: 2, loseAnswer: true });
     const data = randomBytesOf(6 * MiB);
-    const answer = await tokenChunk(token, data);
+    const answer = await postToUpload(fixture.url, token, data);
     expect(answer.status).toBe(201);
     const videoId = answer.body.videoId as string;
     expect(inspectVideo(fixture.emulator, videoId)).toMatchObject({
@@ -82,16 +80,22 @@ describe('the last part is kept but its answer is lost', () => {
     const { token } = await mintUploadToken(fixture.url, TOKEN);
     const first = randomBytesOf(5 * MiB);
     const last = randomBytesOf(MiB);
-    const one = await tokenChunk(token, first, 'part 1/2');
+    const one = await postToUpload(fixture.url, token, first, { range: 'part 1/2' });
     expect(one.status).toBe(201);
     const videoId = one.body.videoId as string;
     // A streamed chunk is read once: the relay cannot send it again, so it asks.
     fixture.emulator.faults.add({ target: 'part', part: 2, loseAnswer: true });
-    const two = await tokenChunk(token, last, 'part 2/2', videoId);
+    const two = await postToUpload(fixture.url, token, last, {
+      range: 'part 2/2',
+      videoId: videoId,
+    });
     expect([two.status, two.body.videoId]).toEqual([201, videoId]);
     expect(asked(videoId)).toBeGreaterThanOrEqual(1);
     // The client did not see that answer either, and sends the chunk again: the same video.
-    const again = await tokenChunk(token, last, 'part 2/2', videoId);
+    const again = await postToUpload(fixture.url, token, last, {
+      range: 'part 2/2',
+      videoId: videoId,
+    });
     expect([again.status, again.body.videoId]).toEqual([201, videoId]);
     expect(inspectVideo(fixture.emulator, videoId)).toMatchObject({
       completed: true,
@@ -209,21 +213,3 @@ test('tus: a HEAD after a completion that was never saved asks api.video and ans
   });
   expect(outcomesOf(videoId)).toEqual([expect.objectContaining({ kind: 'completed' })]);
 });
-
-async function tokenChunk(token: string, data: Buffer, range?: string, videoId?: string) {
-  const form = multipartAround(Readable.from([data]), data.length, {
-    fields: videoId ? [['videoId', videoId]] : [],
-    filename: 'clip.mp4',
-  });
-  const res = await undici(`${fixture.url}/upload?token=${encodeURIComponent(token)}`, {
-    method: 'POST',
-    headers: {
-      'content-type': form.contentType,
-      'content-length': String(form.length),
-      ...(range ? { 'content-range': range } : {}),
-    },
-    body: form.body,
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, body: JSON.parse(text) as Record<string, unknown> };
-}

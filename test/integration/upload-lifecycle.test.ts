@@ -6,10 +6,9 @@
  * by leftovers in its index. A HEAD answers the offset of the request it takes over, never a
  * stale one, on this instance or another.
  */
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import request from 'supertest';
 import { Upload } from 'tus-js-client';
-import { request as undici } from 'undici';
 import type { UploadOutcome } from '../../src/engine/outcome';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo } from '../helpers/emulator';
@@ -25,8 +24,7 @@ import {
   testPrefix,
   waitForRedis,
 } from '../helpers/resumable';
-import { multipartAround } from '../helpers/upload';
-import { mintUploadToken } from '../helpers/upload-tokens';
+import { mintUploadToken, postToUpload } from '../helpers/upload-tokens';
 import { eventually } from '../helpers/wait';
 
 const TOKEN = 'lifecycle-token-0123456789';
@@ -59,7 +57,9 @@ describe('an abandoned chunked /upload?token= upload', () => {
       const outcomes: UploadOutcome[] = [];
       const relay = await relayWith({ UPLOAD_SESSION_TTL: '1s' }, outcomes);
       const minted = await mintUploadToken(relay.url, TOKEN);
-      const first = await tokenChunk(relay, minted.token, randomBytesOf(5 * MiB), 'part 1/2');
+      const first = await postToUpload(relay.url, minted.token, randomBytesOf(5 * MiB), {
+        range: 'part 1/2',
+      });
       expect(first.status).toBe(201);
       const videoId = first.body.videoId as string;
       if (revoke)
@@ -241,17 +241,3 @@ describe('a HEAD during a takeover', () => {
     );
   });
 });
-
-async function tokenChunk(relay: TestRelay, token: string, data: Buffer, range: string) {
-  const form = multipartAround(Readable.from([data]), data.length, { filename: 'clip.mp4' });
-  const res = await undici(`${relay.url}/upload?token=${encodeURIComponent(token)}`, {
-    method: 'POST',
-    headers: {
-      'content-type': form.contentType,
-      'content-length': String(form.length),
-      'content-range': range,
-    },
-    body: form.body,
-  });
-  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
-}

@@ -2,41 +2,14 @@
  * An upload's id is the relay's own: a client that sends `X-Request-Id` equal to someone else's
  * upload id (they are in Location headers and logs) neither overwrites that upload nor reaches it.
  */
-import { Readable } from 'node:stream';
-import { request as undici } from 'undici';
 import { MiB, randomBytesOf, sha256 } from '../helpers/data';
 import { inspectVideo } from '../helpers/emulator';
 import { useRelay } from '../helpers/fixture';
 import { createUpload, headOffset, patch } from '../helpers/resumable';
-import { multipartAround } from '../helpers/upload';
-import { mintUploadToken } from '../helpers/upload-tokens';
+import { mintUploadToken, postToUpload } from '../helpers/upload-tokens';
 
 const TOKEN = 'upload-ids-token-0123456789';
 const fixture = useRelay({ env: { RELAY_API_TOKENS: TOKEN } });
-
-async function chunk(
-  token: string,
-  data: Buffer,
-  range: string,
-  requestId: string,
-  videoId?: string,
-) {
-  const form = multipartAround(Readable.from([data]), data.length, {
-    fields: videoId ? [['videoId', videoId]] : [],
-    filename: 'clip.mp4',
-  });
-  const res = await undici(`${fixture.url}/upload?token=${encodeURIComponent(token)}`, {
-    method: 'POST',
-    headers: {
-      'content-type': form.contentType,
-      'content-length': String(form.length),
-      'content-range': range,
-      'x-request-id': requestId,
-    },
-    body: form.body,
-  });
-  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
-}
 
 test('a first chunk sent with a tus upload’s id as X-Request-Id does not overwrite that upload', async () => {
   const data = randomBytesOf(7 * MiB);
@@ -44,7 +17,10 @@ test('a first chunk sent with a tus upload’s id as X-Request-Id does not overw
   expect((await patch(fixture.url, path, 0, data.subarray(0, 2 * MiB), TOKEN)).status).toBe(204);
   const tusId = path.split('/').pop()!;
   const { token } = await mintUploadToken(fixture.url, TOKEN);
-  const first = await chunk(token, randomBytesOf(5 * MiB), 'part 1/2', tusId);
+  const first = await postToUpload(fixture.url, token, randomBytesOf(5 * MiB), {
+    range: 'part 1/2',
+    requestId: tusId,
+  });
   expect(first.status).toBe(201);
   // The tus upload is as it was, and finishes byte-exact.
   expect(await headOffset(fixture.url, path, TOKEN)).toMatchObject({
@@ -68,12 +44,26 @@ test('two tokens’ uploads started with the same X-Request-Id stay two uploads,
     [randomBytesOf(5 * MiB), randomBytesOf(MiB)],
     [randomBytesOf(5 * MiB), randomBytesOf(2 * MiB)],
   ];
-  const a = await chunk(one.token, files[0]![0]!, 'part 1/2', 'chosen-by-the-client');
-  const b = await chunk(two.token, files[1]![0]!, 'part 1/2', 'chosen-by-the-client');
+  const a = await postToUpload(fixture.url, one.token, files[0]![0]!, {
+    range: 'part 1/2',
+    requestId: 'chosen-by-the-client',
+  });
+  const b = await postToUpload(fixture.url, two.token, files[1]![0]!, {
+    range: 'part 1/2',
+    requestId: 'chosen-by-the-client',
+  });
   expect([a.status, b.status]).toEqual([201, 201]);
   expect(a.body.videoId).not.toBe(b.body.videoId);
-  const a2 = await chunk(one.token, files[0]![1]!, 'part 2/2', 'x1', a.body.videoId as string);
-  const b2 = await chunk(two.token, files[1]![1]!, 'part 2/2', 'x2', b.body.videoId as string);
+  const a2 = await postToUpload(fixture.url, one.token, files[0]![1]!, {
+    range: 'part 2/2',
+    requestId: 'x1',
+    videoId: a.body.videoId as string,
+  });
+  const b2 = await postToUpload(fixture.url, two.token, files[1]![1]!, {
+    range: 'part 2/2',
+    requestId: 'x2',
+    videoId: b.body.videoId as string,
+  });
   expect([a2.status, b2.status]).toEqual([201, 201]);
   for (const [answer, parts] of [
     [a2, files[0]!],

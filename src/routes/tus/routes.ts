@@ -277,14 +277,11 @@ export function resumableRoutes(deps: ResumableDeps): Router {
 
   /** Waits for the request writing to the upload to stop (it is asked to), then the true offset. */
   const head: RequestHandler = async (req, res) => {
-    const id = String(req.params.id);
-    const gone = new AbortController();
-    res.once('close', () => gone.abort(new ClientGone()));
     await underLock(
-      id,
+      String(req.params.id),
       res,
       req.log,
-      gone.signal,
+      whileConnected(res),
       () => undefined,
       async (session) => {
         describe(res, session);
@@ -513,13 +510,11 @@ export function resumableRoutes(deps: ResumableDeps): Router {
   const terminate: RequestHandler = async (req, res) => {
     const id = String(req.params.id);
     if (!UPLOAD_ID.test(id)) throw notFound();
-    const gone = new AbortController();
-    res.once('close', () => gone.abort(new ClientGone()));
     await underLock(
       id,
       res,
       req.log,
-      gone.signal,
+      whileConnected(res),
       () => undefined,
       async (session, lock) => {
         const ended = session.completed
@@ -580,6 +575,13 @@ function storeFull(): RelayError {
     'The relay holds as many resumable bytes as it may, for all clients or for you: what did not fit is not counted; send it again shortly.',
     { headers: { 'Retry-After': '30' } },
   );
+}
+
+/** Aborted when the client goes away: a request it no longer waits for stops waiting too. */
+function whileConnected(res: Response): AbortSignal {
+  const gone = new AbortController();
+  res.once('close', () => gone.abort(new ClientGone()));
+  return gone.signal;
 }
 
 function superseded(): RelayError {
