@@ -5,9 +5,8 @@
  * half-freed read buffers pinning the heap), and a fast client copies into warm, reused memory.
  *
  * 256 KiB, above glibc's 128 KiB mmap threshold: each block is its own mapping, so a block the pool
- * lets go returns to the kernel once collected. 64 KiB blocks (less rounding per open part) came
- * from the main heap instead, and RSS stayed up after a burst (500 MiB of them freed: 547 MiB
- * resident against 44 MiB with 256 KiB blocks), for a gain inside the runs' spread.
+ * lets go returns to the kernel once collected; smaller blocks come from the main heap and keep
+ * RSS up after a burst (docs/performance-notes.md).
  */
 export const DEFAULT_BLOCK_SIZE = 256 * 1024;
 

@@ -7,10 +7,8 @@ import { PassThrough, Transform, type TransformOptions } from 'node:stream';
  *
  * Pinned rather than left to Node's default, which Node 22 raised from 16 to 64 KiB: an upload
  * waiting for room in UPLOAD_MEMORY_BUDGET holds these buffers beyond its file bytes (within the
- * fixed UPLOAD_OVERHEAD_BYTES the budget counts for it), and with 1000
- * slow uploads (659 of them waiting) Node 24's default added about 100 MiB of RSS (1310-1321
- * against 1205-1215 MiB); one fast upload and 8 concurrent ones ran at the same speed with either
- * (docs/performance-notes.md).
+ * fixed UPLOAD_OVERHEAD_BYTES the budget counts for it), so with many slow uploads the larger
+ * default costs RSS the budget does not see, for no gain in speed (docs/performance-notes.md).
  */
 export const STREAM_HIGH_WATER_MARK = 16 * 1024;
 

@@ -11,7 +11,7 @@ export interface SystemMemory {
   source: 'cgroup v2' | 'cgroup v1' | 'machine' | 'assumed';
 }
 
-/** The share of it UPLOAD_MEMORY_BUDGET defaults to (see README, "Sizing memory"). */
+/** The share of it UPLOAD_MEMORY_BUDGET defaults to (docs/operations.md, "Sizing memory"). */
 export const BUDGET_SHARE: Record<SystemMemory['source'], number> = {
   // A container with a limit is the relay's alone: half for upload bytes, half for Node itself
   // (heap, garbage not yet collected, sockets, the allocator's slack).
